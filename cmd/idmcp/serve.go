@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/user"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/idmcp/idmcp/auth"
+	"github.com/idmcp/idmcp/auth/keyring"
+	"github.com/idmcp/idmcp/server"
+	"github.com/idmcp/idmcp/store"
+	"github.com/idmcp/idmcp/store/audit"
+	"github.com/idmcp/idmcp/tools"
+)
+
+type serveFlags struct {
+	dataDir      string
+	profile      string
+	secretFile   string
+	auditSync    string
+	listAllTools bool
+	logLevel     string
+}
+
+func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
+	var f serveFlags
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.dataDir, "data-dir", "", "data dir (default $IDMCP_DATA_DIR or the per-user state dir)")
+	fs.StringVar(&f.profile, "profile", "default", "host profile to authenticate the host against")
+	fs.StringVar(&f.secretFile, "secret-file", "", "file holding the profile's shared secret (mode 0600 or stricter)")
+	fs.StringVar(&f.auditSync, "audit-sync", "full", "audit durability: full (survives power loss) or normal (survives crashes)")
+	fs.BoolVar(&f.listAllTools, "list-all-tools", false, "list every enabled tool to every caller (debugging policies; calls are still checked)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return &exitError{code: 2, err: fmt.Errorf("serve takes no arguments, got %q", fs.Args())}
+	}
+	// Secrets given through the environment are read once and removed, so
+	// nothing this process starts could inherit them.
+	envToken := os.Getenv("IDMCP_TOKEN")
+	sharedSecret := os.Getenv("IDMCP_SHARED_SECRET")
+	_ = os.Unsetenv("IDMCP_TOKEN")
+	_ = os.Unsetenv("IDMCP_SHARED_SECRET")
+	return serveStdio(ctx, f, envToken, sharedSecret, os.Stdin, os.Stdout, stderr)
+}
+
+func serveStdio(ctx context.Context, f serveFlags, envToken, sharedSecret string, in io.Reader, out io.Writer, stderr io.Writer) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return &exitError{code: 2, err: fmt.Errorf("--log-level: %w", err)}
+	}
+	sync, err := store.ParseSync(f.auditSync)
+	if err != nil {
+		return &exitError{code: 2, err: fmt.Errorf("--audit-sync: %w", err)}
+	}
+	if err := auth.ValidateProfileName(f.profile); err != nil {
+		return &exitError{code: 2, err: fmt.Errorf("--profile: %w", err)}
+	}
+	dir, _, err := dataDir(f.dataDir)
+	if err != nil {
+		return err
+	}
+	if err := store.EnsureDir(dir); err != nil {
+		return err
+	}
+	redactor := &audit.Redactor{}
+	if envToken != "" {
+		redactor.Secrets = append(redactor.Secrets, envToken)
+	}
+	if sharedSecret != "" {
+		redactor.Secrets = append(redactor.Secrets, sharedSecret)
+	}
+	logger := server.NewLogger(stderr, level, redactor)
+
+	// Everything that needs wide access happens first: the profile, the
+	// secret (keyring over D-Bus), the databases.
+	profile, err := store.NewHosts(dir).Get(f.profile)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	if err != nil {
+		profile = nil
+		logger.Warn("host profile does not exist; every request will be refused", "profile", f.profile, "fix", "idmcp host add "+f.profile)
+	}
+	secret, source, err := expectedSecret(ctx, logger, profile, f.secretFile, sharedSecret)
+	if err != nil {
+		return err
+	}
+	if len(secret) > 0 {
+		redactor.Secrets = append(redactor.Secrets, string(secret))
+	}
+	human := osUser()
+	host, err := auth.NewHostAuthenticator(auth.HostAuthenticatorConfig{
+		ProfileName: f.profile, Profile: profile, Secret: secret, SecretSource: source, Human: human,
+	})
+	if err != nil {
+		return err
+	}
+
+	st, err := store.Open(ctx, store.Config{Dir: dir})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	alog, err := audit.Open(ctx, audit.Config{Path: filepath.Join(dir, store.AuditDBName), Sync: sync, Redactor: redactor})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := alog.Close(cctx); err != nil {
+			logger.Error("audit log did not drain", "err", err)
+		}
+	}()
+
+	info := tools.ServerInfo{Name: server.Name, Version: version, Profile: f.profile, SecretSource: source}
+	specs := builtinTools(st, func() tools.ServerInfo { return info })
+	authz, err := authorizerFor(specs)
+	if err != nil {
+		return err
+	}
+	srv, err := server.NewStdio(server.StdioConfig{
+		Config: server.Config{
+			Version: version, Tools: specs, Authorizer: authz, Audit: alog, Logger: logger, ListAllTools: f.listAllTools,
+		},
+		Host:     host,
+		EnvToken: envToken,
+	})
+	if err != nil {
+		return err
+	}
+	startEv := audit.Event{Transport: "stdio", Event: audit.EventServerStart, Subject: human, ClientID: f.profile,
+		Decision: "", Reason: fmt.Sprintf("idmcp %s (%s/%s) serving profile %s; secret from %s", version, runtime.GOOS, runtime.GOARCH, f.profile, dash(source))}
+	if err := alog.Append(ctx, startEv); err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	logger.Info("serving MCP on stdio", "version", version, "profile", f.profile, "data_dir", dir, "secret_source", dash(source))
+	err = srv.Listen(ctx, in, out)
+	stopEv := audit.Event{Transport: "stdio", Event: audit.EventServerStop, Subject: human, ClientID: f.profile, Reason: "stdin closed or signal"}
+	if aerr := alog.Append(context.WithoutCancel(ctx), stopEv); aerr != nil {
+		logger.Error("audit stop row", "err", aerr)
+	}
+	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, io.EOF) {
+		return err
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// expectedSecret finds the profile's secret: the keyring for keyring
+// profiles, falling back to a secret file or IDMCP_SHARED_SECRET where no
+// keyring is usable; for --no-keyring profiles the file, then the variable.
+// An empty result makes every request fail closed.
+func expectedSecret(ctx context.Context, logger *slog.Logger, p *auth.HostProfile, secretFile, shared string) ([]byte, string, error) {
+	if p == nil {
+		return nil, "", nil
+	}
+	if p.Keyring {
+		s, err := keyring.New(keyring.Config{}).Get(ctx, p.Name)
+		if err == nil && s != "" {
+			return []byte(s), "keyring", nil
+		}
+		logger.Warn("no secret from the OS keyring", "profile", p.Name, "err", err)
+	}
+	if secretFile != "" {
+		b, err := auth.ReadSecretFile(secretFile)
+		if err != nil {
+			return nil, "", fmt.Errorf("--secret-file refused: %w", err)
+		}
+		return b, "secret-file", nil
+	}
+	if shared != "" {
+		return []byte(shared), "IDMCP_SHARED_SECRET", nil
+	}
+	return nil, "", nil
+}
+
+func osUser() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	for _, k := range []string{"USER", "USERNAME"} {
+		if v := os.Getenv(k); v != "" {
+			return v
+		}
+	}
+	return fmt.Sprintf("uid:%d", os.Getuid())
+}
+
+// builtinTools returns the built-in tool set.
+func builtinTools(st *store.Store, info func() tools.ServerInfo) []tools.Spec {
+	return append([]tools.Spec{tools.Whoami(info)}, tools.Todos(st)...)
+}
+
+func authorizerFor(specs []tools.Spec) (*auth.Authorizer, error) {
+	reqs := make(map[string]auth.Requirement, len(specs))
+	for _, s := range specs {
+		reqs[s.Name] = s.Requirement()
+	}
+	return auth.NewAuthorizer(auth.AuthorizerConfig{Tools: reqs})
+}

@@ -1,0 +1,131 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log"
+	"sync/atomic"
+
+	mcpserver "github.com/mark3labs/mcp-go/server"
+
+	"github.com/idmcp/idmcp/auth"
+	"github.com/idmcp/idmcp/store/audit"
+)
+
+// StdioConfig configures the stdio transport.
+type StdioConfig struct {
+	Config
+	// Host authenticates the host that launched the process.
+	Host *auth.HostAuthenticator
+	// EnvToken is the credential the host put in the process environment
+	// (IDMCP_TOKEN); empty when none.
+	EnvToken string
+}
+
+// stdioState is the one stdio session's authentication state. Requests are
+// handled concurrently (mcp-go runs tool calls on a worker pool), so it is
+// atomic.
+type stdioState struct {
+	principal atomic.Pointer[auth.Principal]
+}
+
+type stdioStateKey struct{}
+
+// Stdio is an MCP server on a pair of pipes.
+type Stdio struct {
+	cfg   StdioConfig
+	core  *core
+	state *stdioState
+	mcp   *mcpserver.MCPServer
+}
+
+// NewStdio builds the stdio server.
+func NewStdio(cfg StdioConfig) (*Stdio, error) {
+	c, err := newCore(cfg.Config, "stdio")
+	if err != nil {
+		return nil, err
+	}
+	s := &Stdio{cfg: cfg, core: c, state: &stdioState{}}
+	hooks := &mcpserver.Hooks{}
+	// The gate: mcp-go calls this for every request that has an id, before
+	// dispatch, in both protocol eras (a 2026-07-28 client never sends
+	// initialize, so authenticating at initialize alone would not hold).
+	hooks.AddOnRequestInitialization(s.gate)
+	s.mcp = c.newMCPServer("stdio", s.principal, hooks)
+	return s, nil
+}
+
+func (s *Stdio) principal(ctx context.Context) *auth.Principal {
+	if st, ok := ctx.Value(stdioStateKey{}).(*stdioState); ok {
+		return st.principal.Load()
+	}
+	return nil
+}
+
+// authenticate finds the credential of one request and checks it. A request
+// that carries its own credential is always checked; a legacy request without
+// one rides on the session once it authenticated; otherwise the credential
+// from the environment is used.
+func (s *Stdio) authenticate(f frame) (*auth.Principal, error) {
+	token := f.Token
+	if token == "" {
+		if p := s.state.principal.Load(); p != nil && !f.Modern {
+			return p, nil
+		}
+		token = s.cfg.EnvToken
+	}
+	return s.cfg.Host.Authenticate(token, f.Client)
+}
+
+func (s *Stdio) gate(ctx context.Context, _ any, message any) error {
+	raw, _ := message.(json.RawMessage)
+	f := parseFrame(raw)
+	p, err := s.authenticate(f)
+	if err != nil {
+		ev := s.core.event(nil, "stdio", audit.EventAuth)
+		ev.ClientID, ev.Decision, ev.Reason = s.cfg.Host.ProfileName(), audit.Deny, err.Error()
+		if f.Client.Name != "" {
+			ev.ClientName = f.Client.Name + "/" + f.Client.Version
+		}
+		ev.Tool = f.Method
+		if rerr := s.core.record(ctx, ev); rerr != nil {
+			return &auth.Error{Kind: auth.KindUnavailable, Msg: "authentication failed: audit log unavailable"}
+		}
+		return err
+	}
+	// Record the first success, and a change of client identity; not every
+	// request of an authenticated session.
+	if prev := s.state.principal.Load(); prev == nil || prev.ClientName != p.ClientName || prev.ClientVersion != p.ClientVersion {
+		if s.state.principal.CompareAndSwap(prev, p) {
+			ev := s.core.event(p, "stdio", audit.EventAuth)
+			ev.Decision, ev.Reason = audit.Allow, "host secret matches profile "+p.Profile+" ("+s.cfg.Host.SecretSource()+")"
+			ev.Tool = f.Method
+			if err := s.core.record(ctx, ev); err != nil {
+				return &auth.Error{Kind: auth.KindUnavailable, Msg: "authentication failed: audit log unavailable"}
+			}
+		}
+	}
+	if f.Method == "tools/call" {
+		return s.core.decideCall(ctx, p, "stdio", f.Tool, f.Arguments)
+	}
+	return nil
+}
+
+// Listen serves MCP on in/out until in reaches EOF or ctx is cancelled.
+func (s *Stdio) Listen(ctx context.Context, in io.Reader, out io.Writer) error {
+	srv := mcpserver.NewStdioServer(s.mcp)
+	srv.SetErrorLogger(log.New(slogWriter{s.core.log}, "", 0))
+	srv.SetContextFunc(func(ctx context.Context) context.Context {
+		return context.WithValue(ctx, stdioStateKey{}, s.state)
+	})
+	return srv.Listen(ctx, in, out)
+}
+
+// slogWriter sends mcp-go's log.Logger output to slog (stderr).
+type slogWriter struct{ l interface{ Warn(string, ...any) } }
+
+func (w slogWriter) Write(b []byte) (int, error) {
+	w.l.Warn("mcp-go", "msg", string(b))
+	return len(b), nil
+}

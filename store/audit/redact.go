@@ -1,0 +1,180 @@
+package audit
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"unicode/utf8"
+)
+
+// Redacted replaces a secret value.
+const Redacted = "[REDACTED]"
+
+// DefaultMaxValue is the longest string value kept whole in an audit row.
+const DefaultMaxValue = 256
+
+// secretKeyParts are substrings of normalised argument names (lower case,
+// letters and digits only) whose values are always redacted.
+var secretKeyParts = []string{
+	"password", "passwd", "passphrase", "secret", "token", "apikey",
+	"authorization", "credential", "privatekey", "accesskey", "cookie", "bearer",
+}
+
+// secretKeyExact are whole normalised names whose values are redacted.
+var secretKeyExact = []string{"auth", "pwd", "pin", "otp", "sessionid"}
+
+// secretValueRE matches values that are secrets wherever they appear: JWTs,
+// bearer credentials, PEM private keys and idmcp host tokens.
+var secretValueRE = regexp.MustCompile(
+	`eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*` +
+		`|(?i:bearer)\s+[A-Za-z0-9._~+/=-]{6,}` +
+		`|-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?s:.*?)(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|$)` +
+		`|idmcp_[A-Za-z0-9_-]{16,}`)
+
+// Redactor makes the copy of tool arguments that the audit log keeps. It
+// never mutates its input.
+type Redactor struct {
+	// Keys are extra argument names (compared normalised) whose values are secret.
+	Keys []string
+	// Secrets are exact values known to this process (the host secret) that
+	// are removed wherever they appear.
+	Secrets []string
+	// MaxValue is the longest string kept whole; DefaultMaxValue when 0.
+	MaxValue int
+}
+
+func normKey(k string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(k) {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// SecretKey reports whether an argument named k holds a secret.
+func (r *Redactor) SecretKey(k string) bool {
+	n := normKey(k)
+	for _, p := range secretKeyParts {
+		if strings.Contains(n, p) {
+			return true
+		}
+	}
+	for _, e := range secretKeyExact {
+		if n == e {
+			return true
+		}
+	}
+	if r != nil {
+		for _, extra := range r.Keys {
+			if n == normKey(extra) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// String redacts secrets inside s and truncates it when long, keeping its
+// length and SHA-256 so equal values can still be correlated.
+func (r *Redactor) String(s string) string {
+	s = r.Scrub(s)
+	max := DefaultMaxValue
+	if r != nil && r.MaxValue > 0 {
+		max = r.MaxValue
+	}
+	if len(s) <= max {
+		return s
+	}
+	sum := sha256.Sum256([]byte(s))
+	keep := max / 4
+	for keep > 0 && !utf8.RuneStart(s[keep]) {
+		keep--
+	}
+	return fmt.Sprintf("%s…[truncated: %d bytes, sha256:%s]", s[:keep], len(s), hex.EncodeToString(sum[:]))
+}
+
+// Scrub removes secret-looking values and known secrets from s, without
+// truncating it.
+func (r *Redactor) Scrub(s string) string {
+	if r != nil {
+		for _, sec := range r.Secrets {
+			if len(sec) >= 4 {
+				s = strings.ReplaceAll(s, sec, Redacted)
+			}
+		}
+	}
+	return secretValueRE.ReplaceAllString(s, Redacted)
+}
+
+// Arguments returns the redacted JSON text of raw tool arguments: values under
+// secret-looking keys become Redacted, secret-looking values are replaced
+// wherever they appear, long strings are truncated. Object keys are sorted.
+// Input that is not JSON is recorded only by its size and digest.
+func (r *Redactor) Arguments(raw []byte) string {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return "{}"
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil || dec.More() {
+		sum := sha256.Sum256(raw)
+		b, _ := json.Marshal(fmt.Sprintf("[unparsed arguments: %d bytes, sha256:%s]", len(raw), hex.EncodeToString(sum[:])))
+		return string(b)
+	}
+	b, err := json.Marshal(r.value(v, 0))
+	if err != nil {
+		return `"[unencodable arguments]"`
+	}
+	return string(b)
+}
+
+const maxDepth = 32
+
+func (r *Redactor) value(v any, depth int) any {
+	if depth > maxDepth {
+		return "[too deep]"
+	}
+	switch t := v.(type) {
+	case map[string]any:
+		keys := make([]string, 0, len(t))
+		for k := range t {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		out := make(map[string]any, len(t))
+		for _, k := range keys {
+			rk := r.String(k)
+			if r.SecretKey(k) {
+				out[rk] = Redacted
+				continue
+			}
+			out[rk] = r.value(t[k], depth+1)
+		}
+		return out
+	case []any:
+		out := make([]any, len(t))
+		for i, e := range t {
+			out[i] = r.value(e, depth+1)
+		}
+		return out
+	case string:
+		return r.String(t)
+	case json.Number:
+		s := string(t)
+		if len(s) > 64 {
+			return r.String(s)
+		}
+		return t
+	default:
+		return t
+	}
+}

@@ -1,0 +1,140 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	_ "modernc.org/sqlite" // pure-Go SQLite driver, keeps CGO_ENABLED=0.
+)
+
+// Sync is SQLite's synchronous setting for a writer.
+type Sync string
+
+// Sync values. Full survives power loss; Normal survives a process crash but
+// may lose the last transactions on power loss (never corrupts).
+const (
+	SyncFull   Sync = "FULL"
+	SyncNormal Sync = "NORMAL"
+)
+
+// ParseSync parses "full" or "normal".
+func ParseSync(s string) (Sync, error) {
+	switch strings.ToLower(s) {
+	case "", "full":
+		return SyncFull, nil
+	case "normal":
+		return SyncNormal, nil
+	}
+	return "", fmt.Errorf("audit sync %q: want full or normal", s)
+}
+
+// DSN builds a modernc.org/sqlite data source name for path. A writer gets
+// WAL, the given synchronous level, BEGIN IMMEDIATE and a busy timeout; a
+// reader gets mode=ro, which makes every write fail (query_only can be undone
+// by a PRAGMA, mode=ro cannot). Temp storage is in memory so that a sandboxed
+// process never needs /tmp.
+func DSN(path string, readOnly bool, sync Sync) string {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(5000)")
+	q.Add("_pragma", "temp_store(MEMORY)")
+	q.Add("_pragma", "foreign_keys(ON)")
+	if readOnly {
+		q.Set("mode", "ro")
+	} else {
+		if sync == "" {
+			sync = SyncFull
+		}
+		q.Add("_pragma", "journal_mode(WAL)")
+		q.Add("_pragma", "synchronous("+string(sync)+")")
+		q.Set("_txlock", "immediate")
+	}
+	u := url.URL{Scheme: "file", Opaque: filepath.ToSlash(path), RawQuery: q.Encode()}
+	if !strings.HasPrefix(u.Opaque, "/") {
+		// Windows drive paths: file:/C:/... is what SQLite expects.
+		u.Opaque = "/" + u.Opaque
+	}
+	return u.String()
+}
+
+// OpenSQLite opens the database at path. A writer creates the file (mode
+// 0600), keeps a single connection (one writer, no SQLITE_BUSY on lock
+// upgrade) and applies the embedded migrations in migrations (a directory of
+// NNN_name.sql files), one transaction each, recording the version in
+// PRAGMA user_version. A reader opens read-only and applies nothing.
+func OpenSQLite(ctx context.Context, path string, readOnly bool, sync Sync, migrations fs.FS) (*sql.DB, error) {
+	if !readOnly {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
+		_ = f.Close()
+	} else if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	db, err := sql.Open("sqlite", DSN(path, readOnly, sync))
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if !readOnly {
+		db.SetMaxOpenConns(1)
+	}
+	if err := db.PingContext(ctx); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if !readOnly && migrations != nil {
+		if err := migrate(ctx, db, migrations); err != nil {
+			_ = db.Close()
+			return nil, fmt.Errorf("migrate %s: %w", path, err)
+		}
+	}
+	return db, nil
+}
+
+func migrate(ctx context.Context, db *sql.DB, migrations fs.FS) error {
+	names, err := fs.Glob(migrations, "*.sql")
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	var version int
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return err
+	}
+	for i, name := range names {
+		if i < version {
+			continue
+		}
+		body, err := fs.ReadFile(migrations, name)
+		if err != nil {
+			return err
+		}
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+			_ = tx.Rollback()
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", i+1)); err != nil {
+			_ = tx.Rollback()
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	if version > len(names) {
+		return errors.New("database schema is newer than this idmcp; upgrade idmcp")
+	}
+	return nil
+}
