@@ -123,7 +123,9 @@ func (s *Stdio) Listen(ctx context.Context, in io.Reader, out io.Writer) error {
 }
 
 // slogWriter sends mcp-go's log.Logger output to slog (stderr).
-type slogWriter struct{ l interface{ Warn(string, ...any) } }
+type slogWriter struct {
+	l interface{ Warn(string, ...any) }
+}
 
 func (w slogWriter) Write(b []byte) (int, error) {
 	w.l.Warn("mcp-go", "msg", string(b))

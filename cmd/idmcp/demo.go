@@ -364,4 +364,3 @@ WHERE event IN ('auth','tools/list','tools/call') GROUP BY client_id, event, dec
 	fmt.Fprintln(w, "  idmcp audit query --since 1h                            # who did what")
 	return nil
 }
-
