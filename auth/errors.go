@@ -102,7 +102,9 @@ func MissingRole(tool string, accepted []string) *Error {
 	}
 }
 
-// NotFound builds the error for an unknown or disabled tool.
+// NotFound builds the error for an unknown or disabled tool. The message
+// does not echo the name: it came from the caller and may be anything,
+// including a pasted secret; the audit row records it (redacted).
 func NotFound(tool string) *Error {
-	return &Error{Kind: KindNotFound, Tool: tool, Msg: fmt.Sprintf("tool %q not found", tool)}
+	return &Error{Kind: KindNotFound, Tool: tool, Msg: "tool not found"}
 }

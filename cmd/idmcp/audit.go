@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -39,6 +40,12 @@ func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	path := filepath.Join(dir, store.AuditDBName)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		// No server has run with this data dir yet: nothing to show, but say
+		// so, in case the data dir is not the one the user meant.
+		fmt.Fprintf(stderr, "idmcp: no audit log at %s yet (has a server run with this data dir?)\n", path)
+		return nil
+	}
 	r, err := audit.OpenReader(ctx, path)
 	if err != nil {
 		return fmt.Errorf("%w (is %s the data dir? pass --data-dir)", err, dir)

@@ -1,0 +1,8 @@
+//go:build sandboxprobe && linux
+
+package main
+
+// int80Getpid calls getpid(2) through the i386 system-call entry point.
+func int80Getpid() int32
+
+const haveInt80 = true

@@ -1,0 +1,7 @@
+//go:build sandboxprobe && linux && !amd64
+
+package main
+
+func int80Getpid() int32 { return -38 } // -ENOSYS: no i386 entry point here
+
+const haveInt80 = false

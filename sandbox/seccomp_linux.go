@@ -1,0 +1,172 @@
+//go:build linux
+
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"unsafe"
+
+	seccomp "github.com/elastic/go-seccomp-bpf"
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// deniedSyscalls are system calls a confined MCP server never makes. They
+// fail with EPERM. The list covers running programs (execve, execveat,
+// clone3, which Go uses only for fork+exec), inspecting or changing other
+// processes (ptrace, process_vm_*, pidfd_getfd, kcmp, process_madvise),
+// namespaces and mounts, kernel modules, keyrings, BPF, io_uring (which
+// bypasses seccomp for the operations it queues), and host-wide settings.
+// Go's runtime creates threads with clone, which stays allowed.
+func deniedSyscalls() []string {
+	return append([]string{
+		"execve", "execveat", "clone3",
+		"ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd", "kcmp", "process_madvise",
+		"mount", "umount2", "pivot_root", "chroot", "fsopen", "fsconfig", "fsmount", "fspick",
+		"move_mount", "open_tree", "mount_setattr", "unshare", "setns",
+		"bpf", "perf_event_open", "userfaultfd", "personality", "fanotify_init",
+		"kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
+		"keyctl", "add_key", "request_key",
+		"io_uring_setup", "io_uring_enter", "io_uring_register",
+		"open_by_handle_at", "name_to_handle_at",
+		"swapon", "swapoff", "reboot", "acct", "quotactl", "quotactl_fd", "syslog", "vhangup",
+		"settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
+		"sethostname", "setdomainname", "lookup_dcookie",
+	}, archDeniedSyscalls()...)
+}
+
+// Namespace flags of clone(2) (linux/sched.h). clone with any of them is
+// denied like unshare; thread creation never sets them.
+const cloneNewNamespaces = unix.CLONE_NEWNS | unix.CLONE_NEWCGROUP | unix.CLONE_NEWUTS |
+	unix.CLONE_NEWIPC | unix.CLONE_NEWUSER | unix.CLONE_NEWPID | unix.CLONE_NEWNET
+
+// argFilteredSyscalls are denied for some arguments only:
+//   - clone with namespace flags (first argument on amd64 and arm64);
+//   - socket(..., IPPROTO_MPTCP): Landlock's TCP rules do not cover MPTCP
+//     (https://docs.kernel.org/userspace-api/landlock.html#network-flags). Go's net package falls back to
+//     plain TCP when creating an MPTCP socket fails, so even net.Listen
+//     and MPTCP dialers end up under the TCP rules.
+func argFilteredSyscalls() []seccomp.NameWithConditions {
+	return []seccomp.NameWithConditions{
+		{Name: "clone", Conditions: seccomp.ArgumentConditions{
+			{Argument: 0, Operation: seccomp.BitsSet, Value: cloneNewNamespaces},
+		}},
+		{Name: "socket", Conditions: seccomp.ArgumentConditions{
+			{Argument: 2, Operation: seccomp.Equal, Value: unix.IPPROTO_MPTCP},
+		}},
+	}
+}
+
+func denyPolicy() seccomp.Policy {
+	return seccomp.Policy{
+		DefaultAction: seccomp.ActionAllow,
+		Syscalls: []seccomp.SyscallGroup{{
+			Action:             seccomp.ActionErrno, // RET_ERRNO|EPERM
+			Names:              deniedSyscalls(),
+			NamesWithCondtions: argFilteredSyscalls(),
+		}},
+	}
+}
+
+// checkDenyList assembles the deny list for this architecture (unknown
+// names are an error in go-seccomp-bpf) and counts its entries.
+func checkDenyList() (denied, argFiltered int, err error) {
+	if nativeAuditArch == 0 {
+		return 0, 0, fmt.Errorf("no system-call table for %s", runtime.GOARCH)
+	}
+	pol := denyPolicy()
+	if _, err := pol.Assemble(); err != nil {
+		return 0, 0, fmt.Errorf("deny list for %s: %w", runtime.GOARCH, err)
+	}
+	return len(pol.Syscalls[0].Names), len(pol.Syscalls[0].NamesWithCondtions), nil
+}
+
+// seccompActionAvail asks the kernel whether it supports a filter return
+// action (seccomp(2), SECCOMP_GET_ACTION_AVAIL, Linux 4.14).
+func seccompActionAvail(action uint32) error {
+	_, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_GET_ACTION_AVAIL, 0, uintptr(unsafe.Pointer(&action)))
+	switch {
+	case errno == 0:
+		return nil
+	case errno == unix.ENOSYS:
+		return errors.New("kernel built without seccomp")
+	case errno == unix.EINVAL:
+		return errors.New("kernel too old (no SECCOMP_GET_ACTION_AVAIL)")
+	case errno == unix.EOPNOTSUPP:
+		return fmt.Errorf("filter action %#x not supported", action)
+	}
+	return fmt.Errorf("seccomp(SECCOMP_GET_ACTION_AVAIL, %#x): %w", action, errno)
+}
+
+// archGuard kills the process on any system call made with a foreign
+// architecture's calling convention (i386 int 0x80 on amd64, AArch32 on
+// arm64). go-seccomp-bpf's filter lets those through to its default action,
+// Allow, so without this guard the deny list could be bypassed with the
+// 32-bit system-call numbers; the kernel docs require filters to check
+// seccomp_data.arch for this reason
+// (https://docs.kernel.org/userspace-api/seccomp_filter.html#pitfalls).
+func archGuard() []bpf.Instruction {
+	return []bpf.Instruction{
+		bpf.LoadAbsolute{Off: 4, Size: 4}, // seccomp_data.arch
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: nativeAuditArch, SkipTrue: 1},
+		bpf.RetConstant{Val: unix.SECCOMP_RET_KILL_PROCESS},
+		bpf.RetConstant{Val: unix.SECCOMP_RET_ALLOW},
+	}
+}
+
+// loadSeccomp loads the deny list and, if guard, the architecture guard,
+// both synchronised to every thread. It returns whether the guard is loaded.
+func loadSeccomp(guard bool) (bool, error) {
+	pol := denyPolicy()
+	deny, err := pol.Assemble()
+	if err != nil {
+		return false, fmt.Errorf("assembling deny list: %w", err)
+	}
+
+	// prctl(PR_SET_NO_NEW_PRIVS) and seccomp(2) act on the calling thread;
+	// keep both on one OS thread. TSYNC then copies the filter and
+	// no_new_privs to all other threads (seccomp(2)).
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return false, fmt.Errorf("prctl(PR_SET_NO_NEW_PRIVS): %w", err)
+	}
+	if err := loadFilter(deny); err != nil {
+		return false, fmt.Errorf("loading deny list: %w", err)
+	}
+	if !guard {
+		return false, nil
+	}
+	if err := loadFilter(archGuard()); err != nil {
+		return false, fmt.Errorf("loading arch guard: %w", err)
+	}
+	return true, nil
+}
+
+// loadFilter installs a seccomp filter with SECCOMP_FILTER_FLAG_TSYNC. It
+// replaces go-seccomp-bpf's LoadFilter, which treats any zero errno as
+// success: with TSYNC the kernel reports a thread it could not synchronise
+// as a positive return value, not as an errno (seccomp(2)).
+func loadFilter(insts []bpf.Instruction) error {
+	raw, err := bpf.Assemble(insts)
+	if err != nil {
+		return fmt.Errorf("assembling BPF: %w", err)
+	}
+	filter := make([]unix.SockFilter, len(raw))
+	for i, r := range raw {
+		filter[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
+	}
+	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+	r1, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER,
+		unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&prog)))
+	runtime.KeepAlive(filter)
+	if errno != 0 {
+		return fmt.Errorf("seccomp(SECCOMP_SET_MODE_FILTER): %w", errno)
+	}
+	if r1 != 0 {
+		return fmt.Errorf("seccomp(SECCOMP_SET_MODE_FILTER): thread %d could not be synchronised", r1)
+	}
+	return nil
+}
