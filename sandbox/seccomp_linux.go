@@ -14,15 +14,14 @@ import (
 )
 
 // deniedSyscalls are system calls a confined MCP server never makes. They
-// fail with EPERM. The list covers running programs (execve, execveat,
-// clone3, which Go uses only for fork+exec), inspecting or changing other
+// fail with EPERM. The list covers running programs (execve, execveat), inspecting or changing other
 // processes (ptrace, process_vm_*, pidfd_getfd, kcmp, process_madvise),
 // namespaces and mounts, kernel modules, keyrings, BPF, io_uring (which
 // bypasses seccomp for the operations it queues), and host-wide settings.
 // Go's runtime creates threads with clone, which stays allowed.
 func deniedSyscalls() []string {
 	return append([]string{
-		"execve", "execveat", "clone3",
+		"execve", "execveat",
 		"ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd", "kcmp", "process_madvise",
 		"mount", "umount2", "pivot_root", "chroot", "fsopen", "fsconfig", "fsmount", "fspick",
 		"move_mount", "open_tree", "mount_setattr", "unshare", "setns",
@@ -116,6 +115,21 @@ func archGuard() []bpf.Instruction {
 	}
 }
 
+// clone3Filter makes clone3 fail with ENOSYS. Its flags live in a struct a
+// seccomp filter cannot read, so it could create namespaces past the clone
+// rule; ENOSYS rather than EPERM because glibc's pthread_create (used by
+// cgo builds, e.g. `go run` on a machine with a C compiler) tries clone3
+// first and falls back to clone only on ENOSYS — with EPERM the runtime
+// aborts when it starts a thread. This is what container runtimes do too.
+func clone3Filter() []bpf.Instruction {
+	return []bpf.Instruction{
+		bpf.LoadAbsolute{Off: 0, Size: 4}, // seccomp_data.nr
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_CLONE3, SkipFalse: 1},
+		bpf.RetConstant{Val: unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)},
+		bpf.RetConstant{Val: unix.SECCOMP_RET_ALLOW},
+	}
+}
+
 // loadSeccomp loads the deny list and, if guard, the architecture guard,
 // both synchronised to every thread. It returns whether the guard is loaded.
 func loadSeccomp(guard bool) (bool, error) {
@@ -135,6 +149,9 @@ func loadSeccomp(guard bool) (bool, error) {
 	}
 	if err := loadFilter(deny); err != nil {
 		return false, fmt.Errorf("loading deny list: %w", err)
+	}
+	if err := loadFilter(clone3Filter()); err != nil {
+		return false, fmt.Errorf("loading clone3 filter: %w", err)
 	}
 	if !guard {
 		return false, nil

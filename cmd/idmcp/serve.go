@@ -15,6 +15,7 @@ import (
 
 	"github.com/idmcp/idmcp/auth"
 	"github.com/idmcp/idmcp/auth/keyring"
+	"github.com/idmcp/idmcp/sandbox"
 	"github.com/idmcp/idmcp/server"
 	"github.com/idmcp/idmcp/store"
 	"github.com/idmcp/idmcp/store/audit"
@@ -28,6 +29,7 @@ type serveFlags struct {
 	auditSync    string
 	listAllTools bool
 	logLevel     string
+	sandbox      string
 }
 
 func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
@@ -40,6 +42,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&f.auditSync, "audit-sync", "full", "audit durability: full (survives power loss) or normal (survives crashes)")
 	fs.BoolVar(&f.listAllTools, "list-all-tools", false, "list every enabled tool to every caller (debugging policies; calls are still checked)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.sandbox, "sandbox", envOr("IDMCP_SANDBOX", "auto"), "self-sandboxing on Linux: auto (all the kernel supports), strict (refuse to start without Landlock files+network and seccomp), off [$IDMCP_SANDBOX]")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -63,6 +66,10 @@ func serveStdio(ctx context.Context, f serveFlags, envToken, sharedSecret string
 	sync, err := store.ParseSync(f.auditSync)
 	if err != nil {
 		return &exitError{code: 2, err: fmt.Errorf("--audit-sync: %w", err)}
+	}
+	sbMode, err := sandbox.ParseMode(f.sandbox)
+	if err != nil {
+		return &exitError{code: 2, err: fmt.Errorf("--sandbox: %w", err)}
 	}
 	if err := auth.ValidateProfileName(f.profile); err != nil {
 		return &exitError{code: 2, err: fmt.Errorf("--profile: %w", err)}
@@ -141,8 +148,15 @@ func serveStdio(ctx context.Context, f serveFlags, envToken, sharedSecret string
 	if err != nil {
 		return err
 	}
+	// Everything wide is open: restrict the process before reading the first
+	// request.
+	sb, err := applySandbox(logger, sandbox.Policy{Mode: sbMode, DataDir: dir})
+	if err != nil {
+		return err
+	}
+	info.Sandbox = sb
 	startEv := audit.Event{Transport: "stdio", Event: audit.EventServerStart, Subject: human, ClientID: f.profile,
-		Decision: "", Reason: fmt.Sprintf("idmcp %s (%s/%s) serving profile %s; secret from %s", version, runtime.GOOS, runtime.GOARCH, f.profile, dash(source))}
+		Decision: "", Reason: fmt.Sprintf("idmcp %s (%s/%s) serving profile %s; secret from %s; %s", version, runtime.GOOS, runtime.GOARCH, f.profile, dash(source), sb)}
 	if err := alog.Append(ctx, startEv); err != nil {
 		return fmt.Errorf("audit log: %w", err)
 	}
