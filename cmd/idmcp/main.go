@@ -25,6 +25,7 @@ Usage:
   idmcp host list | rotate NAME | remove NAME
   idmcp audit query [--since 1h] [--subject S] [--tool T] [--decision allow|deny] [--limit N] [--json]
   idmcp audit verify
+  idmcp token mint --sub S [--scope "a b"] [--role R]… [--act A1,A2] [--ttl 15m]   a dev-issuer token
   idmcp sandbox status [--json]             what this kernel would enforce (Landlock, seccomp)
   idmcp demo [--keep DIR]                   run the whole story offline in a temp dir
   idmcp version
@@ -73,6 +74,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdHost(ctx, args[1:], stdout, stderr)
 	case "audit":
 		return cmdAudit(ctx, args[1:], stdout, stderr)
+	case "token":
+		return cmdToken(ctx, args[1:], stdout, stderr)
 	case "sandbox":
 		return cmdSandbox(args[1:], stdout, stderr)
 	case "demo":
