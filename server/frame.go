@@ -80,7 +80,11 @@ func parseFrame(raw []byte) frame {
 		}
 	}
 	if info != nil {
-		f.Client = auth.ClientInfo{Name: info.Name, Version: info.Version}
+		f.Client = clientInfo(info.Name, info.Version)
 	}
 	return f
+}
+
+func clientInfo(name, version string) auth.ClientInfo {
+	return auth.ClientInfo{Name: name, Version: version}
 }

@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log"
 	"sync/atomic"
@@ -21,6 +23,38 @@ type StdioConfig struct {
 	// EnvToken is the credential the host put in the process environment
 	// (IDMCP_TOKEN); empty when none.
 	EnvToken string
+	// MaxLineBytes bounds one JSON-RPC line on stdin (mcp-go reads lines
+	// without a bound); DefaultMaxLineBytes when 0.
+	MaxLineBytes int
+}
+
+// DefaultMaxLineBytes is the longest stdin line accepted: 4 MiB.
+const DefaultMaxLineBytes = 4 << 20
+
+// ErrLineTooLong ends a stdio session whose client sent an oversized line.
+var ErrLineTooLong = errors.New("stdin: JSON-RPC line too long")
+
+// lineLimitReader fails once a line grows past max bytes, so a client
+// cannot make the server buffer without bound.
+type lineLimitReader struct {
+	r   io.Reader
+	max int
+	cur int
+}
+
+func (l *lineLimitReader) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	for _, b := range p[:n] {
+		if b == '\n' {
+			l.cur = 0
+			continue
+		}
+		l.cur++
+		if l.cur > l.max {
+			return 0, fmt.Errorf("%w: over %d bytes", ErrLineTooLong, l.max)
+		}
+	}
+	return n, err
 }
 
 // stdioState is the one stdio session's authentication state. Requests are
@@ -119,7 +153,15 @@ func (s *Stdio) Listen(ctx context.Context, in io.Reader, out io.Writer) error {
 	srv.SetContextFunc(func(ctx context.Context) context.Context {
 		return context.WithValue(ctx, stdioStateKey{}, s.state)
 	})
-	return srv.Listen(ctx, in, out)
+	max := s.cfg.MaxLineBytes
+	if max <= 0 {
+		max = DefaultMaxLineBytes
+	}
+	err := srv.Listen(ctx, &lineLimitReader{r: in, max: max}, out)
+	if errors.Is(err, ErrLineTooLong) {
+		s.core.log.Error("closing stdio session", "err", err)
+	}
+	return err
 }
 
 // slogWriter sends mcp-go's log.Logger output to slog (stderr).
