@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"strings"
 	"sync/atomic"
 
 	mcpserver "github.com/mark3labs/mcp-go/server"
@@ -23,6 +24,11 @@ type StdioConfig struct {
 	// EnvToken is the credential the host put in the process environment
 	// (IDMCP_TOKEN); empty when none.
 	EnvToken string
+	// Tokens, when set, verifies credentials that are JWTs (a desktop host
+	// carrying a user's access token, serve --issuer): they are checked
+	// against the issuer instead of the host secret. Nil: only the host
+	// secret is accepted.
+	Tokens TokenVerifier
 	// MaxLineBytes bounds one JSON-RPC line on stdin (mcp-go reads lines
 	// without a bound); DefaultMaxLineBytes when 0.
 	MaxLineBytes int
@@ -62,6 +68,9 @@ func (l *lineLimitReader) Read(p []byte) (int, error) {
 // atomic.
 type stdioState struct {
 	principal atomic.Pointer[auth.Principal]
+	// jwt is the access token a legacy session authenticated with: requests
+	// that ride on the session re-verify it, since a token expires.
+	jwt atomic.Pointer[string]
 }
 
 type stdioStateKey struct{}
@@ -99,26 +108,48 @@ func (s *Stdio) principal(ctx context.Context) *auth.Principal {
 
 // authenticate finds the credential of one request and checks it. A request
 // that carries its own credential is always checked; a legacy request without
-// one rides on the session once it authenticated; otherwise the credential
-// from the environment is used.
-func (s *Stdio) authenticate(f frame) (*auth.Principal, error) {
-	token := f.Token
+// one rides on the session once it authenticated (re-verifying the session's
+// JWT, if that is what it used); otherwise the credential from the
+// environment is used. It returns the credential when it was a JWT.
+func (s *Stdio) authenticate(ctx context.Context, f frame) (*auth.Principal, string, error) {
+	token, client := f.Token, f.Client
 	if token == "" {
 		if p := s.state.principal.Load(); p != nil && !f.Modern {
-			return p, nil
+			t := s.state.jwt.Load()
+			if p.Method != auth.MethodJWT || t == nil {
+				return p, "", nil
+			}
+			token, client = *t, auth.ClientInfo{Name: p.ClientName, Version: p.ClientVersion}
 		}
+	}
+	if token == "" {
 		token = s.cfg.EnvToken
 	}
-	return s.cfg.Host.Authenticate(token, f.Client)
+	if s.cfg.Tokens != nil && isJWT(token) {
+		p, err := s.cfg.Tokens.Verify(ctx, token)
+		if err != nil {
+			return nil, "", err
+		}
+		p.Transport, p.ClientName, p.ClientVersion = "stdio", client.Name, client.Version
+		return p, token, nil
+	}
+	p, err := s.cfg.Host.Authenticate(token, f.Client)
+	return p, "", err
+}
+
+// isJWT reports whether a credential has the shape of a compact JWS (host
+// tokens are idmcp_… without dots).
+func isJWT(token string) bool {
+	return strings.HasPrefix(token, "eyJ") && strings.Count(token, ".") == 2
 }
 
 func (s *Stdio) gate(ctx context.Context, _ any, message any) error {
 	raw, _ := message.(json.RawMessage)
 	f := parseFrame(raw)
-	p, err := s.authenticate(f)
+	p, jwt, err := s.authenticate(ctx, f)
 	if err != nil {
 		ev := s.core.event(nil, "stdio", audit.EventAuth)
-		ev.ClientID, ev.Decision, ev.Reason = s.cfg.Host.ProfileName(), audit.Deny, err.Error()
+		ev.ClientID, ev.Decision, ev.Reason = s.cfg.Host.ProfileName(), audit.Deny, auditReason(err)
 		if f.Client.Name != "" {
 			ev.ClientName = f.Client.Name + "/" + f.Client.Version
 		}
@@ -132,8 +163,14 @@ func (s *Stdio) gate(ctx context.Context, _ any, message any) error {
 	// request of an authenticated session.
 	if prev := s.state.principal.Load(); prev == nil || prev.ClientName != p.ClientName || prev.ClientVersion != p.ClientVersion {
 		if s.state.principal.CompareAndSwap(prev, p) {
+			if jwt != "" {
+				s.state.jwt.Store(&jwt)
+			}
 			ev := s.core.event(p, "stdio", audit.EventAuth)
 			ev.Decision, ev.Reason = audit.Allow, "host secret matches profile "+p.Profile+" ("+s.cfg.Host.SecretSource()+")"
+			if p.Method == auth.MethodJWT {
+				ev.Reason = "access token of " + p.Issuer + " verified"
+			}
 			ev.Tool = f.Method
 			if err := s.core.record(ctx, ev); err != nil {
 				return &auth.Error{Kind: auth.KindUnavailable, Msg: "authentication failed: audit log unavailable"}

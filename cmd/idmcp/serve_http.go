@@ -1,0 +1,449 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/idmcp/idmcp/auth"
+	"github.com/idmcp/idmcp/auth/devissuer"
+	jwtauth "github.com/idmcp/idmcp/auth/jwt"
+	"github.com/idmcp/idmcp/sandbox"
+	"github.com/idmcp/idmcp/server"
+	"github.com/idmcp/idmcp/store"
+	"github.com/idmcp/idmcp/store/audit"
+	"github.com/idmcp/idmcp/tools"
+)
+
+// httpFlags are serve's HTTP-mode flags. Each takes its default from an
+// IDMCP_… environment variable; an empty value then falls back to the
+// policy file's [http] table.
+type httpFlags struct {
+	addr           string
+	issuer         string
+	resource       string
+	jwksURL        string
+	tlsCert        string
+	tlsKey         string
+	audiences      listFlag
+	allowedOrigins listFlag
+	tlsUpstream    bool
+	dev            bool
+	envErr         error
+}
+
+// register adds the HTTP flags to fs.
+func (h *httpFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&h.addr, "http", os.Getenv("IDMCP_HTTP"), "serve MCP over Streamable HTTP on `ADDR` (host:port; a bare port or :port binds 127.0.0.1) instead of stdio [$IDMCP_HTTP]")
+	fs.StringVar(&h.issuer, "issuer", os.Getenv("IDMCP_ISSUER"), "HTTP: the authorization server's issuer `URL`; tokens must come from it (https, or http on loopback) [$IDMCP_ISSUER]")
+	fs.StringVar(&h.resource, "resource", os.Getenv("IDMCP_RESOURCE"), "HTTP: canonical `URL` of the MCP endpoint (default http(s)://ADDR/mcp) [$IDMCP_RESOURCE]")
+	fs.StringVar(&h.jwksURL, "jwks-url", os.Getenv("IDMCP_JWKS_URL"), "HTTP: signing keys `URL` (default: discovered from the issuer's metadata) [$IDMCP_JWKS_URL]")
+	fs.StringVar(&h.tlsCert, "tls-cert", os.Getenv("IDMCP_TLS_CERT"), "HTTP: TLS certificate `FILE` (PEM) [$IDMCP_TLS_CERT]")
+	fs.StringVar(&h.tlsKey, "tls-key", os.Getenv("IDMCP_TLS_KEY"), "HTTP: TLS private key `FILE` (PEM) [$IDMCP_TLS_KEY]")
+	h.audiences = listFlag{vals: envList("IDMCP_AUDIENCE")}
+	fs.Var(&h.audiences, "audience", "HTTP: accepted token audience `URL`, repeatable (default: the resource) [$IDMCP_AUDIENCE, comma-separated]")
+	h.allowedOrigins = listFlag{vals: envList("IDMCP_ALLOWED_ORIGIN")}
+	fs.Var(&h.allowedOrigins, "allowed-origin", "HTTP: browser `ORIGIN` allowed to call the server, repeatable; other Origin headers get 403 [$IDMCP_ALLOWED_ORIGIN, comma-separated]")
+	upstream := false
+	if v, ok := os.LookupEnv("IDMCP_TLS_TERMINATED_UPSTREAM"); ok && v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			h.envErr = fmt.Errorf("IDMCP_TLS_TERMINATED_UPSTREAM=%q: want true or false", v)
+		}
+		upstream = b
+	}
+	dev := false
+	if v, ok := os.LookupEnv("IDMCP_DEV"); ok && v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			h.envErr = fmt.Errorf("IDMCP_DEV=%q: want true or false", v)
+		}
+		dev = b
+	}
+	fs.BoolVar(&h.dev, "dev", dev, "HTTP: run an embedded development issuer next to /mcp (loopback only, never with --issuer; prints demo client secrets) [$IDMCP_DEV]")
+	fs.BoolVar(&h.tlsUpstream, "tls-terminated-upstream", upstream, "HTTP: a proxy in front terminates TLS, so a non-loopback ADDR may serve plain HTTP [$IDMCP_TLS_TERMINATED_UPSTREAM]")
+}
+
+// wanted reports whether serve should speak HTTP: --http (or IDMCP_HTTP), or
+// an addr in the policy file's [http] table. A policy that does not load is
+// reported by the stdio path, which loads it again.
+func (h *httpFlags) wanted(policyPath string) bool {
+	if h.addr != "" {
+		return true
+	}
+	pol, err := loadPolicy(policyPath)
+	return err == nil && pol != nil && pol.HTTP != nil && pol.HTTP.Addr != ""
+}
+
+// listFlag is a repeatable flag whose default (from the environment) is
+// replaced, not extended, by the first value given on the command line.
+type listFlag struct {
+	vals []string
+	set  bool
+}
+
+func (l *listFlag) String() string { return strings.Join(l.vals, ",") }
+
+func (l *listFlag) Set(v string) error {
+	if !l.set {
+		l.vals, l.set = nil, true
+	}
+	l.vals = append(l.vals, v)
+	return nil
+}
+
+// envList splits a comma-separated environment variable.
+func envList(k string) []string {
+	var out []string
+	for v := range strings.SplitSeq(os.Getenv(k), ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// httpSettings is the resolved HTTP configuration.
+type httpSettings struct {
+	bind      string // host:port to listen on
+	host      string // host as given (for the default resource)
+	issuer    string
+	resource  string
+	audiences []string
+	jwksURL   string
+	origins   []string
+	tlsCert   string
+	tlsKey    string
+	upstream  bool
+	dev       bool
+}
+
+// resolveHTTP merges flags (and their environment defaults) over the policy's
+// [http] table and checks the combination. The listener does not exist yet,
+// so an empty resource is derived later from the bound address.
+func resolveHTTP(h httpFlags, pol *auth.Policy) (httpSettings, error) {
+	if h.envErr != nil {
+		return httpSettings{}, &exitError{code: 2, err: h.envErr}
+	}
+	s := httpSettings{issuer: h.issuer, resource: h.resource, jwksURL: h.jwksURL, tlsCert: h.tlsCert, tlsKey: h.tlsKey,
+		audiences: h.audiences.vals, origins: h.allowedOrigins.vals, upstream: h.tlsUpstream}
+	addr := h.addr
+	if pol != nil && pol.HTTP != nil {
+		p := pol.HTTP
+		addr = cmp.Or(addr, p.Addr)
+		s.issuer, s.resource, s.jwksURL = cmp.Or(s.issuer, p.Issuer), cmp.Or(s.resource, p.Resource), cmp.Or(s.jwksURL, p.JWKSURL)
+		if len(s.audiences) == 0 {
+			s.audiences = slices.Clone(p.Audiences)
+		}
+		if len(s.origins) == 0 {
+			s.origins = slices.Clone(p.AllowedOrigins)
+		}
+	}
+	usage := func(format string, args ...any) (httpSettings, error) {
+		return httpSettings{}, &exitError{code: 2, err: fmt.Errorf(format, args...)}
+	}
+	s.dev = h.dev
+	switch {
+	case s.dev && s.issuer != "":
+		return usage("--dev never combines with --issuer: in dev mode the embedded development issuer is the only issuer")
+	case s.dev && s.jwksURL != "":
+		return usage("--dev never combines with --jwks-url: the development issuer serves its own keys")
+	case !s.dev && s.issuer == "":
+		return usage("--http needs --issuer URL: the authorization server whose tokens are accepted (or --dev for a local development issuer)")
+	}
+	if (s.tlsCert == "") != (s.tlsKey == "") {
+		return usage("--tls-cert and --tls-key go together")
+	}
+	// "8080" and ":8080" bind loopback: exposing the server is a decision.
+	if _, err := strconv.Atoi(addr); err == nil {
+		addr = ":" + addr
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return usage("--http %q: want host:port, :port or port", addr)
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	s.host, s.bind = host, net.JoinHostPort(host, port)
+	loopback := isLoopbackName(host)
+	if s.dev && !loopback {
+		return usage("--dev runs only on a loopback address (127.0.0.1, ::1, localhost), not %s: its issuer hands out tokens to anyone who asks", s.bind)
+	}
+	if !loopback && s.tlsCert == "" && !s.upstream {
+		return usage("--http %s is not a loopback address: serving bearer tokens over plain HTTP there would expose them; give --tls-cert/--tls-key, or --tls-terminated-upstream when a proxy terminates TLS", s.bind)
+	}
+	if s.resource == "" && (s.upstream || isWildcard(host)) {
+		return usage("--resource URL is required with %s: the public URL of the MCP endpoint cannot be derived from %s", map[bool]string{true: "--tls-terminated-upstream", false: "a wildcard address"}[s.upstream], s.bind)
+	}
+	return s, nil
+}
+
+// isLoopbackName reports whether host is "localhost" or a loopback IP.
+func isLoopbackName(host string) bool {
+	return jwtauth.IsLoopbackHost(host)
+}
+
+func isWildcard(host string) bool {
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsUnspecified()
+}
+
+// serveHTTP is `idmcp serve --http ADDR`: an OAuth 2.1 resource server on
+// Streamable HTTP. Start-up order: flags and policy, listener, databases,
+// tools, signing keys, then the sandbox, then serving until SIGTERM/SIGINT,
+// which drains in-flight requests and then the audit queue.
+func serveHTTP(ctx context.Context, f serveFlags, stderr io.Writer) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return &exitError{code: 2, err: fmt.Errorf("--log-level: %w", err)}
+	}
+	syncMode, err := store.ParseSync(f.auditSync)
+	if err != nil {
+		return &exitError{code: 2, err: fmt.Errorf("--audit-sync: %w", err)}
+	}
+	sbMode, err := sandbox.ParseMode(f.sandbox)
+	if err != nil {
+		return &exitError{code: 2, err: fmt.Errorf("--sandbox: %w", err)}
+	}
+	pol, err := loadPolicy(f.policy)
+	if err != nil {
+		return err
+	}
+	hs, err := resolveHTTP(f.http, pol)
+	if err != nil {
+		return err
+	}
+	dir, _, err := dataDir(f.dataDir)
+	if err != nil {
+		return err
+	}
+	if err := store.EnsureDir(dir); err != nil {
+		return err
+	}
+	redactor := &audit.Redactor{Keys: policyRedactKeys(pol)}
+	logger := server.NewLogger(stderr, level, redactor)
+
+	var tlsConfig *tls.Config
+	if hs.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(hs.tlsCert, hs.tlsKey)
+		if err != nil {
+			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	}
+	// Listen before the sandbox (which grants no bind), without MPTCP (which
+	// Landlock does not restrict).
+	ln, err := sandbox.Listen(ctx, "tcp", hs.bind)
+	if err != nil {
+		return fmt.Errorf("--http: %w", err)
+	}
+	defer ln.Close()
+	if hs.resource == "" {
+		scheme := "http"
+		if tlsConfig != nil {
+			scheme = "https"
+		}
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		hs.resource = scheme + "://" + net.JoinHostPort(hs.host, port) + "/mcp"
+	}
+	if len(hs.audiences) == 0 {
+		hs.audiences = []string{hs.resource}
+	}
+	if hs.dev {
+		// The dev issuer lives on this listener, under the same host name
+		// clients use for the resource (iss must match exactly).
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		hs.issuer = "http://" + net.JoinHostPort(hs.host, port)
+	}
+
+	st, err := store.Open(ctx, store.Config{Dir: dir})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	auditPath := filepath.Join(dir, store.AuditDBName)
+	alog, err := audit.Open(ctx, audit.Config{Path: auditPath, Sync: syncMode, Redactor: redactor})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := alog.Close(cctx); err != nil {
+			logger.Error("audit log did not drain", "err", err)
+		}
+	}()
+
+	info := tools.ServerInfo{Name: server.Name, Version: version}
+	ts, err := buildTools(ctx, toolsetOptions{Policy: pol, Store: st, Info: func() tools.ServerInfo { return info },
+		Workspace: f.workspace, AuditPath: auditPath})
+	if err != nil {
+		return err
+	}
+	defer ts.Close()
+	for _, w := range ts.Warnings {
+		logger.Warn("policy", "warning", w)
+	}
+
+	vcfg := jwtauth.Config{Issuer: hs.issuer, Audiences: hs.audiences, JWKSURL: hs.jwksURL, Logger: logger}
+	if pol != nil && pol.Claims != nil {
+		vcfg.Claims = jwtauth.ClaimMapping{ScopeClaims: pol.Claims.ScopeClaims, RoleClaims: pol.Claims.RoleClaims, ScopePrefix: pol.Claims.ScopePrefix}
+	}
+	if err := vcfg.Validate(); err != nil {
+		return &exitError{code: 2, err: fmt.Errorf("--issuer/--audience/--jwks-url: %w", err)}
+	}
+	var (
+		verifier server.TokenVerifier
+		late     *lateVerifier
+		dev      *devIssuer
+		mounts   map[string]http.Handler
+	)
+	if hs.dev {
+		var reqs []auth.Requirement
+		for _, sp := range ts.Specs {
+			reqs = append(reqs, sp.Requirement())
+		}
+		if dev, err = newDevIssuer(dir, hs.issuer, hs.resource, allScopes(reqs)); err != nil {
+			return err
+		}
+		vcfg.JWKSURL = hs.issuer + devissuer.PathJWKS
+		late = &lateVerifier{}
+		defer late.close()
+		verifier, mounts = late, dev.mounts()
+		logger.Warn("DEVELOPMENT ISSUER enabled: tokens are handed to anyone on this machine who asks; never use --dev in production", "issuer", hs.issuer)
+	} else {
+		ver, err := jwtauth.New(ctx, vcfg)
+		if err != nil {
+			return err
+		}
+		defer ver.Close()
+		verifier = ver
+		if u := ver.JWKSURL(); u != "" && hs.jwksURL == "" {
+			hs.jwksURL = u
+		}
+	}
+
+	h, err := server.NewHTTP(server.HTTPConfig{
+		Config: server.Config{
+			Version: version, Tools: ts.Specs, Authorizer: ts.Authorizer, Audit: alog, Logger: logger, ListAllTools: f.listAllTools,
+		},
+		Verifier:             verifier,
+		Mounts:               mounts,
+		Resource:             hs.resource,
+		AuthorizationServers: []string{hs.issuer},
+		AllowedOrigins:       hs.origins,
+	})
+	if err != nil {
+		if errors.Is(err, auth.ErrInvalidConfig) {
+			return &exitError{code: 2, err: err}
+		}
+		return err
+	}
+
+	// Everything wide is open; after this the process reaches only the
+	// identity provider (metadata, keys).
+	idp := []string{hs.issuer}
+	if u := cmp.Or(hs.jwksURL, vcfg.JWKSURL); u != "" {
+		idp = append(idp, u)
+	}
+	sbPolicy, err := sandboxPolicy(sandboxInputs{Mode: sbMode, DataDir: dir, Workspace: ts.WorkspaceDir, Tools: ts.Specs, IdentityProvider: idp})
+	if err != nil {
+		return err
+	}
+	sb, err := applySandbox(logger, sbPolicy)
+	if err != nil {
+		return err
+	}
+	info.Sandbox = sb
+
+	startEv := audit.Event{Transport: "http", Event: audit.EventServerStart,
+		Reason: fmt.Sprintf("idmcp %s (%s/%s) serving HTTP on %s; resource %s; issuer %s; %s", version, runtime.GOOS, runtime.GOARCH, ln.Addr(), hs.resource, hs.issuer, sb)}
+	if err := alog.Append(ctx, startEv); err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	if hs.dev {
+		dev.printClients(stderr, hs.issuer, hs.resource)
+		// The keys are served by this listener: fetch them once it serves.
+		go func() {
+			v, err := jwtauth.New(ctx, vcfg)
+			if err != nil {
+				logger.Error("dev issuer keys", "err", err)
+				return
+			}
+			late.v.Store(v)
+		}()
+	}
+	logger.Info("serving MCP over HTTP", "addr", ln.Addr().String(), "resource", hs.resource, "issuer", hs.issuer,
+		"resource_metadata", h.PRMURL(), "tls", tlsConfig != nil, "keys_loaded", verifier.Ready(), "dev_issuer", hs.dev)
+	err = h.Serve(ctx, ln, tlsConfig)
+	stopEv := audit.Event{Transport: "http", Event: audit.EventServerStop, Reason: "signal; in-flight requests drained"}
+	if err != nil {
+		stopEv.Reason = "stopped: " + err.Error()
+	}
+	if aerr := alog.Append(context.WithoutCancel(ctx), stopEv); aerr != nil {
+		logger.Error("audit stop row", "err", aerr)
+	}
+	if err != nil {
+		return err
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// stdioTokens is the JWT verifier of stdio mode: with --issuer, a desktop
+// host may present a user's access token (in IDMCP_TOKEN or the auth
+// capability) instead of the profile's secret. It returns nil without
+// --issuer, and the URLs the verifier fetches (for the sandbox).
+func stdioTokens(ctx context.Context, h httpFlags, pol *auth.Policy, logger *slog.Logger) (server.TokenVerifier, []string, error) {
+	if h.envErr != nil {
+		return nil, nil, &exitError{code: 2, err: h.envErr}
+	}
+	issuer, resource, jwks, audiences := h.issuer, h.resource, h.jwksURL, h.audiences.vals
+	if pol != nil && pol.HTTP != nil {
+		issuer, resource, jwks = cmp.Or(issuer, pol.HTTP.Issuer), cmp.Or(resource, pol.HTTP.Resource), cmp.Or(jwks, pol.HTTP.JWKSURL)
+		if len(audiences) == 0 {
+			audiences = slices.Clone(pol.HTTP.Audiences)
+		}
+	}
+	if issuer == "" {
+		return nil, nil, nil
+	}
+	if len(audiences) == 0 && resource != "" {
+		audiences = []string{resource}
+	}
+	if len(audiences) == 0 {
+		return nil, nil, &exitError{code: 2, err: errors.New("--issuer on stdio needs --audience (or --resource): the audience the host's access tokens are issued for")}
+	}
+	cfg := jwtauth.Config{Issuer: issuer, Audiences: audiences, JWKSURL: jwks, Logger: logger}
+	if pol != nil && pol.Claims != nil {
+		cfg.Claims = jwtauth.ClaimMapping{ScopeClaims: pol.Claims.ScopeClaims, RoleClaims: pol.Claims.RoleClaims, ScopePrefix: pol.Claims.ScopePrefix}
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, &exitError{code: 2, err: fmt.Errorf("--issuer/--audience/--jwks-url: %w", err)}
+	}
+	v, err := jwtauth.New(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	idp := []string{issuer}
+	if u := cmp.Or(jwks, v.JWKSURL()); u != "" {
+		idp = append(idp, u)
+	}
+	logger.Info("stdio accepts access tokens as host credentials", "issuer", issuer, "audiences", audiences)
+	return v, idp, nil
+}
