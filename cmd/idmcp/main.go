@@ -25,6 +25,7 @@ Usage:
   idmcp host list | rotate NAME | remove NAME
   idmcp audit query [--since 1h] [--subject S] [--tool T] [--decision allow|deny] [--limit N] [--json]
   idmcp audit verify
+  idmcp policy check [--strict] FILE        validate a policy file; print tool → scopes, roles, enabled
   idmcp token mint --sub S [--scope "a b"] [--role R]… [--act A1,A2] [--ttl 15m]   a dev-issuer token
   idmcp sandbox status [--json]             what this kernel would enforce (Landlock, seccomp)
   idmcp demo [--keep DIR]                   run the whole story offline in a temp dir
@@ -78,6 +79,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdToken(ctx, args[1:], stdout, stderr)
 	case "sandbox":
 		return cmdSandbox(args[1:], stdout, stderr)
+	case "policy":
+		return cmdPolicy(ctx, args[1:], stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, args[1:], stdout, stderr)
 	case "version", "--version":

@@ -1,16 +1,142 @@
 package main
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/net/http/httpproxy"
 
 	"github.com/idmcp/idmcp/sandbox"
+	"github.com/idmcp/idmcp/tools"
 )
+
+// requireABIEnv is a test seam, read only here: a Landlock ABI version that
+// --sandbox strict demands on top of sandbox.MinNetworkABI (mapped to
+// sandbox.Policy.RequireABI). Tests set it above what the kernel has to see
+// strict refuse to start. It is not a product setting and not documented in
+// the usage text.
+const requireABIEnv = "IDMCP_SANDBOX_REQUIRE_ABI"
+
+// systemFilesHTTP returns the files name resolution (pure-Go resolver) and
+// TLS verification read after start-up; HTTP mode grants them read-only. The
+// system cert pool itself is loaded before the sandbox (see applySandbox).
+func systemFilesHTTP() []string {
+	return []string{
+		"/etc/resolv.conf",
+		"/etc/hosts",
+		"/etc/nsswitch.conf",
+		"/etc/ssl/certs/ca-certificates.crt",
+	}
+}
+
+// sandboxInputs is what a serving process knows that decides its sandbox
+// policy. Both transports fill it once the tool set is built.
+type sandboxInputs struct {
+	// Mode is --sandbox.
+	Mode sandbox.Mode
+	// DataDir holds the databases; it is always granted read-write.
+	DataDir string
+	// Workspace is the files tools' absolute root, "" without --workspace.
+	Workspace string
+	// Tools is the enabled tool set: files_write makes the workspace
+	// read-write, the reading files tools alone make it read-only, and with
+	// no files tool it is not granted at all.
+	Tools []tools.Spec
+	// IdentityProvider lists the URLs the server fetches after start-up
+	// (HTTP mode: the issuer's metadata, the JWKS). Their ports, or the
+	// ports of the proxies the environment routes them through, are the only
+	// TCP destinations allowed, and the files name resolution and TLS need
+	// become readable. Empty (stdio) allows no TCP at all.
+	IdentityProvider []string
+}
+
+// sandboxPolicy turns what the server was configured with into the sandbox
+// policy: the data dir read-write; the workspace read-write, read-only or
+// absent depending on the enabled files tools; no TCP bind ever (listeners
+// are opened before, with sandbox.Listen); TCP connect only to the identity
+// provider's ports. It reads the requireABIEnv test seam.
+func sandboxPolicy(in sandboxInputs) (sandbox.Policy, error) {
+	p := sandbox.Policy{Mode: in.Mode, DataDir: in.DataDir}
+	if in.Workspace != "" {
+		var read, write bool
+		for _, s := range in.Tools {
+			switch {
+			case s.Name == "files_write":
+				read, write = true, true
+			case strings.HasPrefix(s.Name, "files_"):
+				read = true
+			}
+		}
+		if read {
+			p.Workspace, p.WorkspaceWritable = in.Workspace, write
+		}
+	}
+	proxyFor := httpproxy.FromEnvironment().ProxyFunc()
+	for _, raw := range in.IdentityProvider {
+		port, err := connectPort(raw, proxyFor)
+		if err != nil {
+			return sandbox.Policy{}, fmt.Errorf("sandbox policy: %w", err)
+		}
+		if !slices.Contains(p.ConnectTCP, port) {
+			p.ConnectTCP = append(p.ConnectTCP, port)
+		}
+	}
+	if len(in.IdentityProvider) > 0 {
+		p.ReadOnlyFiles = systemFilesHTTP()
+	}
+	if v, ok := os.LookupEnv(requireABIEnv); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return sandbox.Policy{}, &exitError{code: 2, err: fmt.Errorf("%s=%q: must be a Landlock ABI version (a non-negative integer)", requireABIEnv, v)}
+		}
+		p.RequireABI = n
+	}
+	return p, nil
+}
+
+// connectPort is the TCP port the server connects to when it fetches raw:
+// the proxy's, when the environment routes raw through one (as
+// net/http.ProxyFromEnvironment does), else raw's own; 443 for https and 80
+// for http when the URL names none.
+func connectPort(raw string, proxyFor func(*url.URL) (*url.URL, error)) (uint16, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return 0, fmt.Errorf("identity provider URL %q: %w", raw, err)
+	}
+	if u.Scheme != "https" && u.Scheme != "http" {
+		return 0, fmt.Errorf("identity provider URL %q: scheme must be https or http", raw)
+	}
+	if pu, err := proxyFor(u); err != nil {
+		return 0, fmt.Errorf("proxy for %q: %w", raw, err)
+	} else if pu != nil {
+		u = pu
+	}
+	if p := u.Port(); p != "" {
+		n, err := strconv.ParseUint(p, 10, 16)
+		if err != nil || n == 0 {
+			return 0, fmt.Errorf("URL %q: bad port %q", u.Redacted(), p)
+		}
+		return uint16(n), nil
+	}
+	switch u.Scheme {
+	case "https":
+		return 443, nil
+	case "http":
+		return 80, nil
+	}
+	return 0, fmt.Errorf("URL %q: no port and scheme %q has no default", u.Redacted(), u.Scheme)
+}
 
 // envOr returns the environment variable k, or def when it is unset.
 func envOr(k, def string) string {
@@ -22,8 +148,19 @@ func envOr(k, def string) string {
 
 // applySandbox confines the process and says what it enforced, in one stderr
 // line. Mode off is a warning; strict fails when a part cannot be enforced.
+//
+// A policy that allows outbound TCP (HTTP mode) needs TLS after Apply, so
+// the system certificate pool is loaded first: afterwards
+// /etc/ssl/certs/*, which the sandbox does not grant, is never read again.
 func applySandbox(logger *slog.Logger, p sandbox.Policy) (sandbox.Status, error) {
+	if len(p.ConnectTCP) > 0 && p.Mode != sandbox.ModeOff {
+		if _, err := x509.SystemCertPool(); err != nil {
+			logger.Warn("no system certificate pool; TLS to the identity provider will fail", "err", err)
+		}
+	}
+	start := time.Now()
 	st, err := sandbox.Apply(p)
+	took := time.Since(start)
 	if err != nil {
 		return st, fmt.Errorf("sandbox: %w", err)
 	}
@@ -33,7 +170,7 @@ func applySandbox(logger *slog.Logger, p sandbox.Policy) (sandbox.Status, error)
 	case !st.Applied:
 		logger.Warn(st.String())
 	default:
-		logger.Info(st.String())
+		logger.Info(st.String(), "apply_us", took.Microseconds())
 	}
 	return st, nil
 }

@@ -30,6 +30,9 @@ type serveFlags struct {
 	listAllTools bool
 	logLevel     string
 	sandbox      string
+	policy       string
+	workspace    string
+	http         httpFlags // serve_http.go
 }
 
 func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
@@ -42,7 +45,10 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&f.auditSync, "audit-sync", "full", "audit durability: full (survives power loss) or normal (survives crashes)")
 	fs.BoolVar(&f.listAllTools, "list-all-tools", false, "list every enabled tool to every caller (debugging policies; calls are still checked)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.policy, "policy", "", "policy file (TOML): enabled tools, overrides, host grants, claim mapping; see examples/policy.toml")
+	fs.StringVar(&f.workspace, "workspace", "", "directory the files_* tools are confined to (without it they are not registered)")
 	fs.StringVar(&f.sandbox, "sandbox", envOr("IDMCP_SANDBOX", "auto"), "self-sandboxing on Linux: auto (all the kernel supports), strict (refuse to start without Landlock files+network and seccomp), off [$IDMCP_SANDBOX]")
+	f.http.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -55,6 +61,9 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	sharedSecret := os.Getenv("IDMCP_SHARED_SECRET")
 	_ = os.Unsetenv("IDMCP_TOKEN")
 	_ = os.Unsetenv("IDMCP_SHARED_SECRET")
+	if f.http.wanted(f.policy) {
+		return serveHTTP(ctx, f, stderr)
+	}
 	return serveStdio(ctx, f, envToken, sharedSecret, os.Stdin, os.Stdout, stderr)
 }
 
@@ -74,6 +83,10 @@ func serveStdio(ctx context.Context, f serveFlags, envToken, sharedSecret string
 	if err := auth.ValidateProfileName(f.profile); err != nil {
 		return &exitError{code: 2, err: fmt.Errorf("--profile: %w", err)}
 	}
+	pol, err := loadPolicy(f.policy)
+	if err != nil {
+		return err
+	}
 	dir, _, err := dataDir(f.dataDir)
 	if err != nil {
 		return err
@@ -81,7 +94,7 @@ func serveStdio(ctx context.Context, f serveFlags, envToken, sharedSecret string
 	if err := store.EnsureDir(dir); err != nil {
 		return err
 	}
-	redactor := &audit.Redactor{}
+	redactor := &audit.Redactor{Keys: policyRedactKeys(pol)}
 	if envToken != "" {
 		redactor.Secrets = append(redactor.Secrets, envToken)
 	}
@@ -98,7 +111,14 @@ func serveStdio(ctx context.Context, f serveFlags, envToken, sharedSecret string
 	}
 	if err != nil {
 		profile = nil
+	}
+	// The policy's [hosts.NAME] grant takes precedence over hosts.json.
+	profile, fromPolicy := pol.HostProfile(f.profile, profile)
+	switch {
+	case profile == nil:
 		logger.Warn("host profile does not exist; every request will be refused", "profile", f.profile, "fix", "idmcp host add "+f.profile)
+	case fromPolicy:
+		logger.Info("host profile grants from the policy", "profile", f.profile, "policy", pol.Name, "scopes", profile.Scopes, "roles", profile.Roles)
 	}
 	secret, source, err := expectedSecret(ctx, logger, profile, f.secretFile, sharedSecret)
 	if err != nil {
@@ -133,8 +153,17 @@ func serveStdio(ctx context.Context, f serveFlags, envToken, sharedSecret string
 	}()
 
 	info := tools.ServerInfo{Name: server.Name, Version: version, Profile: f.profile, SecretSource: source}
-	specs := builtinTools(st, func() tools.ServerInfo { return info })
-	authz, err := authorizerFor(specs)
+	ts, err := buildTools(ctx, toolsetOptions{Policy: pol, Store: st, Info: func() tools.ServerInfo { return info },
+		Workspace: f.workspace, AuditPath: filepath.Join(dir, store.AuditDBName)})
+	if err != nil {
+		return err
+	}
+	defer ts.Close()
+	for _, w := range ts.Warnings {
+		logger.Warn("policy", "warning", w)
+	}
+	specs, authz := ts.Specs, ts.Authorizer
+	tokens, idp, err := stdioTokens(ctx, f.http, pol, logger) // serve_http.go: --issuer on stdio
 	if err != nil {
 		return err
 	}
@@ -144,13 +173,18 @@ func serveStdio(ctx context.Context, f serveFlags, envToken, sharedSecret string
 		},
 		Host:     host,
 		EnvToken: envToken,
+		Tokens:   tokens,
 	})
 	if err != nil {
 		return err
 	}
 	// Everything wide is open: restrict the process before reading the first
 	// request.
-	sb, err := applySandbox(logger, sandbox.Policy{Mode: sbMode, DataDir: dir})
+	sbPolicy, err := sandboxPolicy(sandboxInputs{Mode: sbMode, DataDir: dir, Workspace: ts.WorkspaceDir, Tools: specs, IdentityProvider: idp})
+	if err != nil {
+		return err
+	}
+	sb, err := applySandbox(logger, sbPolicy)
 	if err != nil {
 		return err
 	}
@@ -211,17 +245,4 @@ func osUser() string {
 		}
 	}
 	return fmt.Sprintf("uid:%d", os.Getuid())
-}
-
-// builtinTools returns the built-in tool set.
-func builtinTools(st *store.Store, info func() tools.ServerInfo) []tools.Spec {
-	return append([]tools.Spec{tools.Whoami(info)}, tools.Todos(st)...)
-}
-
-func authorizerFor(specs []tools.Spec) (*auth.Authorizer, error) {
-	reqs := make(map[string]auth.Requirement, len(specs))
-	for _, s := range specs {
-		reqs[s.Name] = s.Requirement()
-	}
-	return auth.NewAuthorizer(auth.AuthorizerConfig{Tools: reqs})
 }
