@@ -21,6 +21,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/idmcp/idmcp/auth"
+	"github.com/idmcp/idmcp/sandbox"
 	"github.com/idmcp/idmcp/server"
 	"github.com/idmcp/idmcp/store"
 	"github.com/idmcp/idmcp/store/audit"
@@ -56,6 +57,8 @@ type demoReport struct {
 	Matrix   map[string]map[string]demoCell `json:"matrix"`
 	Verify   string                         `json:"verify"`
 	DataDir  string                         `json:"data_dir"`
+	HTTP     *httpDemo                      `json:"http"`
+	Sandbox  string                         `json:"sandbox"`
 }
 
 var demoPersonas = []persona{
@@ -140,6 +143,21 @@ func runDemo(ctx context.Context, exe, dir string) (*demoReport, error) {
 		}
 		rep.Listed[p.Name] = listed
 		rep.Matrix[p.Name] = cells
+	}
+	h, err := runHTTPDemo(ctx, exe, dir)
+	if err != nil {
+		return nil, err
+	}
+	rep.HTTP = h
+	if sb, ok := h.Delegated["server"].(map[string]any); ok {
+		b, _ := json.Marshal(sb["sandbox"])
+		var st sandbox.Status
+		if json.Unmarshal(b, &st) == nil && st.Platform != "" {
+			rep.Sandbox = st.String()
+		}
+	}
+	if rep.Sandbox == "" {
+		rep.Sandbox = sandbox.Probe().String()
 	}
 	r, err := audit.OpenReader(ctx, filepath.Join(dir, store.AuditDBName))
 	if err != nil {
@@ -269,72 +287,72 @@ func printDemo(ctx context.Context, w io.Writer, rep *demoReport, color bool) er
 		return "\x1b[" + code + "m" + s + "\x1b[0m"
 	}
 	fmt.Fprintln(w, paint("1", "idmcp demo")+" — who may do what, through which agent, and the audit trail")
-	fmt.Fprintf(w, "data dir (temporary): %s\n\n", rep.DataDir)
+	fmt.Fprintf(w, "data dir: %s\n\n", rep.DataDir)
 
-	fmt.Fprintln(w, paint("1", "1. Host profiles")+" (scopes and roles live on the server, never in what a host sends)")
+	fmt.Fprintln(w, paint("1", "1. Personas"))
+	fmt.Fprintln(w, "  stdio — host profiles (scopes and roles live on the server, never in what a host sends):")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  PROFILE\tSCOPES\tROLES\tHOW THE HOST AUTHENTICATES")
 	for _, p := range rep.Personas {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", p.Name, dash(strings.Join(p.Scopes, " ")), dash(strings.Join(p.Roles, " ")), p.How)
 	}
 	_ = tw.Flush()
-
-	fmt.Fprintln(w, "\n"+paint("1", "2. Each host, through a real MCP client over pipes to `idmcp serve`"))
+	h := rep.HTTP
+	fmt.Fprintf(w, "\n  HTTP — OAuth clients of the development issuer at %s:\n", h.Issuer)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "  PROFILE\t"+strings.Join(rep.Tools, "\t"))
-	for _, p := range rep.Personas {
-		row := []string{"  " + p.Name}
-		for _, t := range rep.Tools {
-			cell := rep.Matrix[p.Name][t]
-			if cell.Allowed {
-				row = append(row, paint("32", "allowed"))
-			} else {
-				row = append(row, paint("31", "denied"))
-			}
-		}
-		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	fmt.Fprintln(tw, "  PERSONA\tSCOPES IN ITS TOKEN\tROLES\tTOKEN FROM")
+	for _, p := range h.Personas {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", p.Name, dash(strings.Join(p.Scopes, " ")), dash(strings.Join(p.Roles, " ")), p.Via)
 	}
 	_ = tw.Flush()
-	fmt.Fprintln(w, "\n  Why (the server's own words, as the client received them):")
-	for _, p := range rep.Personas {
-		var reasons []string
-		for _, t := range rep.Tools {
-			if c := rep.Matrix[p.Name][t]; !c.Allowed && !slices.Contains(reasons, c.Reason) {
-				reasons = append(reasons, c.Reason)
-			}
-		}
-		if len(reasons) == 0 {
-			reasons = []string{"everything allowed"}
-		}
-		fmt.Fprintf(w, "  %-8s tools/list shows [%s]\n", p.Name, strings.Join(rep.Listed[p.Name], " "))
-		for _, r := range reasons {
-			fmt.Fprintf(w, "  %-8s %s\n", "", r)
-		}
-	}
 
-	fmt.Fprintln(w, "\n"+paint("1", "3. The audit log")+" (SQLite, queried with plain SQL)")
+	fmt.Fprintln(w, "\n"+paint("1", "2. Who may call what")+" — every cell is a real call through a real MCP client")
+	fmt.Fprintln(w, "  stdio: `idmcp serve --profile P` over pipes")
+	var names []string
+	for _, p := range rep.Personas {
+		names = append(names, p.Name)
+	}
+	printMatrix(w, paint, names, rep.Tools, rep.Matrix)
+	printWhy(w, names, rep.Tools, rep.Listed, rep.Matrix)
+
+	fmt.Fprintf(w, "\n  HTTP: `idmcp serve --http 127.0.0.1:0 --dev`, bearer tokens, Streamable HTTP\n")
+	names = nil
+	for _, p := range h.Personas {
+		names = append(names, p.Name)
+	}
+	printMatrix(w, paint, names, h.Tools, h.Matrix)
+	printWhy(w, names, h.Tools, h.Listed, h.Matrix)
+
+	fmt.Fprintln(w, "\n"+paint("1", "3. The delegation chain, as the server saw it")+" (whoami of the delegated call)")
+	d := h.Delegated
+	fmt.Fprintf(w, "  subject (the human): %v\n  client (the agent):  %v\n  actors, current first: %v\n  scopes: %v   issuer: %v\n",
+		d["subject"], d["client_id"], d["actors"], d["scopes"], d["issuer"])
+
+	fmt.Fprintln(w, "\n"+paint("1", "4. The audit log")+" (SQLite, queried with plain SQL)")
 	r, err := audit.OpenReader(ctx, filepath.Join(rep.DataDir, store.AuditDBName))
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	const q = `SELECT client_id, event, decision, count(*) FROM audit_log
-WHERE event IN ('auth','tools/list','tools/call') GROUP BY client_id, event, decision ORDER BY client_id, event, decision`
+	const q = `SELECT transport, subject, client_id, actors,
+       sum(decision = 'allow') AS allowed, sum(decision = 'deny') AS denied
+FROM audit_log WHERE event = 'tools/call'
+GROUP BY transport, subject, client_id, actors ORDER BY transport DESC, subject, client_id`
 	fmt.Fprintf(w, "  %s\n", strings.ReplaceAll(q, "\n", "\n  "))
 	rows, err := r.DB().QueryContext(ctx, q)
 	if err != nil {
 		return err
 	}
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "  CLIENT\tEVENT\tDECISION\tROWS")
+	fmt.Fprintln(tw, "  TRANSPORT\tSUBJECT\tCLIENT\tACTORS\tALLOWED\tDENIED")
 	for rows.Next() {
-		var cid, ev, dec string
-		var n int
-		if err := rows.Scan(&cid, &ev, &dec, &n); err != nil {
+		var tr, subj, cid, actors string
+		var allowed, denied int
+		if err := rows.Scan(&tr, &subj, &cid, &actors, &allowed, &denied); err != nil {
 			rows.Close()
 			return err
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\n", cid, ev, dec, n)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%d\t%d\n", tr, subj, cid, actors, allowed, denied)
 	}
 	rows.Close()
 	_ = tw.Flush()
@@ -356,11 +374,57 @@ WHERE event IN ('auth','tools/list','tools/call') GROUP BY client_id, event, dec
 	} else {
 		verify = paint("31", verify)
 	}
-	fmt.Fprintf(w, "\n%s %s\n", paint("1", "4. audit verify:"), verify)
+	fmt.Fprintf(w, "\n%s %s\n", paint("1", "5. audit verify:"), verify)
+	fmt.Fprintf(w, "\n%s %s\n", paint("1", "6. Sandbox of the HTTP server:"), rep.Sandbox)
 
 	fmt.Fprintln(w, "\n"+paint("1", "Next"))
 	fmt.Fprintln(w, "  go install ./cmd/idmcp")
-	fmt.Fprintln(w, "  idmcp host add claude --scopes \"todo:read todo:write\"   # prints a Claude Desktop config entry")
-	fmt.Fprintln(w, "  idmcp audit query --since 1h                            # who did what")
+	fmt.Fprintln(w, "  idmcp host add claude --scopes \"todo:read todo:write\"        # a desktop host: prints a Claude Desktop config entry")
+	fmt.Fprintln(w, "  idmcp serve --http 127.0.0.1:8080 --dev                      # try HTTP mode locally; then idmcp token mint --sub you --scope todo:read")
+	fmt.Fprintln(w, "  idmcp serve --http 127.0.0.1:8080 --issuer https://YOUR-IDP  # a real identity provider (README: HTTP mode)")
+	fmt.Fprintln(w, "  idmcp audit query --since 1h                                 # who did what")
 	return nil
+}
+
+// printMatrix prints persona × tool → allowed/denied as an aligned table.
+func printMatrix(w io.Writer, paint func(code, s string) string, names, tools []string, m map[string]map[string]demoCell) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  WHO\t"+strings.Join(tools, "\t"))
+	for _, n := range names {
+		row := []string{"  " + n}
+		for _, t := range tools {
+			if m[n][t].Allowed {
+				row = append(row, paint("32", "allowed"))
+			} else {
+				row = append(row, paint("31", "denied"))
+			}
+		}
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	}
+	_ = tw.Flush()
+}
+
+// printWhy prints, per persona, what tools/list showed and each distinct
+// refusal in the server's own words.
+func printWhy(w io.Writer, names, tools []string, listed map[string][]string, m map[string]map[string]demoCell) {
+	fmt.Fprintln(w, "  Why, in the server's own words as the client received them:")
+	width := 0
+	for _, n := range names {
+		width = max(width, len(n))
+	}
+	for _, n := range names {
+		var reasons []string
+		for _, t := range tools {
+			if c := m[n][t]; !c.Allowed && !slices.Contains(reasons, c.Reason) {
+				reasons = append(reasons, c.Reason)
+			}
+		}
+		if len(reasons) == 0 {
+			reasons = []string{"everything allowed"}
+		}
+		fmt.Fprintf(w, "    %-*s tools/list shows [%s]\n", width, n, strings.Join(listed[n], " "))
+		for _, r := range reasons {
+			fmt.Fprintf(w, "    %-*s %s\n", width, "", r)
+		}
+	}
 }
