@@ -132,7 +132,6 @@ func (i *Issuer) Metadata() map[string]any {
 		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
 		"scopes_supported":                      i.scopes(),
 		"idmcp_dev_issuer":                      true,
-		"service_documentation":                 "idmcp --dev: a development issuer; never use it in production",
 	}
 }
 
