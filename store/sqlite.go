@@ -56,11 +56,14 @@ func DSN(path string, readOnly bool, sync Sync) string {
 		q.Add("_pragma", "synchronous("+string(sync)+")")
 		q.Set("_txlock", "immediate")
 	}
-	u := url.URL{Scheme: "file", Opaque: filepath.ToSlash(path), RawQuery: q.Encode()}
-	if !strings.HasPrefix(u.Opaque, "/") {
-		// Windows drive paths: file:/C:/... is what SQLite expects.
-		u.Opaque = "/" + u.Opaque
+	p := filepath.ToSlash(path)
+	if !strings.HasPrefix(p, "/") {
+		// Windows drive paths: file:///C:/... is what SQLite expects.
+		p = "/" + p
 	}
+	// Path (not Opaque) so that a space, '?', '#' or '%' in the data dir
+	// (macOS: "Application Support") is percent-encoded; SQLite decodes it.
+	u := url.URL{Scheme: "file", Path: p, RawQuery: q.Encode()}
 	return u.String()
 }
 
