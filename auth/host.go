@@ -66,6 +66,9 @@ type HostAuthenticatorConfig struct {
 	// SecretSource says where Secret came from ("keyring", "IDMCP_SHARED_SECRET",
 	// "secret-file"), for whoami and the audit log.
 	SecretSource string
+	// SecretProblem says, without secrets, why Secret is empty ("the OS
+	// keyring is unavailable: …"), for the refusal message.
+	SecretProblem string
 	// Human is the OS user running the server: the subject of every request.
 	Human string
 }
@@ -114,7 +117,11 @@ func (h *HostAuthenticator) Authenticate(presented string, client ClientInfo) (*
 	}
 	if len(h.cfg.Secret) == 0 {
 		if h.cfg.Profile.Keyring {
-			return nil, Unauthenticated("no secret configured for profile %q (its keyring entry is missing or the keyring is unavailable); run `idmcp host rotate %s`, or set IDMCP_SHARED_SECRET", name, name)
+			why := h.cfg.SecretProblem
+			if why == "" {
+				why = "its keyring entry is missing or the keyring is unavailable"
+			}
+			return nil, Unauthenticated("no secret configured for profile %q: %s; a keyring profile takes its secret only from the OS keyring: unlock it or run `idmcp host rotate %s` (on a machine without a keyring, use `idmcp host add NAME --no-keyring`)", name, why, name)
 		}
 		return nil, Unauthenticated("no secret configured for profile %q; set IDMCP_SHARED_SECRET or pass --secret-file (or run `idmcp host add %s` with a keyring)", name, name)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -50,14 +51,15 @@ type lineLimitReader struct {
 
 func (l *lineLimitReader) Read(p []byte) (int, error) {
 	n, err := l.r.Read(p)
-	for _, b := range p[:n] {
+	for i, b := range p[:n] {
 		if b == '\n' {
 			l.cur = 0
 			continue
 		}
 		l.cur++
 		if l.cur > l.max {
-			return 0, fmt.Errorf("%w: over %d bytes", ErrLineTooLong, l.max)
+			// Hand over the complete lines before the long one, then fail.
+			return i, fmt.Errorf("%w: over %d bytes", ErrLineTooLong, l.max)
 		}
 	}
 	return n, err
@@ -137,6 +139,22 @@ func (s *Stdio) authenticate(ctx context.Context, f frame) (*auth.Principal, str
 	return p, "", err
 }
 
+// sameIdentity reports whether a and b are the same caller: the same human,
+// through the same agent and delegation chain, vouched for the same way.
+func sameIdentity(a, b *auth.Principal) bool {
+	return a.Subject == b.Subject && a.ClientID == b.ClientID && a.Issuer == b.Issuer &&
+		a.Method == b.Method && a.Profile == b.Profile && slices.Equal(a.Actors, b.Actors)
+}
+
+// describe names a principal for a refusal: subject and agent, no secrets.
+func describe(p *auth.Principal) string {
+	d := fmt.Sprintf("%q via %q", p.Subject, p.ClientID)
+	if len(p.Actors) > 0 {
+		d += fmt.Sprintf(" (actors %s)", strings.Join(p.Actors, ">"))
+	}
+	return d
+}
+
 // isJWT reports whether a credential has the shape of a compact JWS (host
 // tokens are idmcp_… without dots).
 func isJWT(token string) bool {
@@ -153,15 +171,29 @@ func (s *Stdio) gate(ctx context.Context, _ any, message any) error {
 		if f.Client.Name != "" {
 			ev.ClientName = f.Client.Name + "/" + f.Client.Version
 		}
-		ev.Tool = f.Method
+		ev.Reason += " (" + f.Method + ")"
 		if rerr := s.core.record(ctx, ev); rerr != nil {
 			return &auth.Error{Kind: auth.KindUnavailable, Msg: "authentication failed: audit log unavailable"}
 		}
 		return err
 	}
-	// Record the first success, and a change of client identity; not every
-	// request of an authenticated session.
-	if prev := s.state.principal.Load(); prev == nil || prev.ClientName != p.ClientName || prev.ClientVersion != p.ClientVersion {
+	// One stdio process serves one identity: tool handlers and the tools/list
+	// filter read the session's principal (mcp-go's hook cannot hand them the
+	// request's), so a request that authenticates as someone else is refused
+	// rather than served and audited under the session's name.
+	if prev := s.state.principal.Load(); prev != nil && !sameIdentity(prev, p) {
+		err := auth.Unauthenticated("this stdio session is bound to %s; a credential of %s needs its own server process", describe(prev), describe(p))
+		ev := s.core.event(p, "stdio", audit.EventAuth)
+		ev.Decision, ev.Reason = audit.Deny, err.Error()
+		if rerr := s.core.record(ctx, ev); rerr != nil {
+			return &auth.Error{Kind: auth.KindUnavailable, Msg: "authentication failed: audit log unavailable"}
+		}
+		return err
+	}
+	// Record the first success, and a change of what the same identity holds
+	// (client version, a refreshed token's scopes); not every request.
+	if prev := s.state.principal.Load(); prev == nil || prev.ClientName != p.ClientName || prev.ClientVersion != p.ClientVersion ||
+		!slices.Equal(prev.Scopes, p.Scopes) || !slices.Equal(prev.Roles, p.Roles) {
 		if s.state.principal.CompareAndSwap(prev, p) {
 			if jwt != "" {
 				s.state.jwt.Store(&jwt)
@@ -171,7 +203,7 @@ func (s *Stdio) gate(ctx context.Context, _ any, message any) error {
 			if p.Method == auth.MethodJWT {
 				ev.Reason = "access token of " + p.Issuer + " verified"
 			}
-			ev.Tool = f.Method
+			ev.Reason += " (" + f.Method + ")"
 			if err := s.core.record(ctx, ev); err != nil {
 				return &auth.Error{Kind: auth.KindUnavailable, Msg: "authentication failed: audit log unavailable"}
 			}

@@ -220,6 +220,33 @@ func TestStdio_JWTCredential(t *testing.T) {
 			t.Fatalf("%q %+v", msg, w)
 		}
 	})
+	t.Run("OneIdentityPerSession", func(t *testing.T) {
+		v := newVerifier()
+		const jwtBob = "eyJbob.eyJbob.sig"
+		v.tokens[jwtBob] = principal("bob", []string{"todo:read", "todo:write"}, []string{"admin"}, nil)
+		p := startStdio(t, v, "")
+		if res, msg := p.call("tools/call", modernParams(jwtAlice, call)); msg != "" || whoamiOf(t, res).Subject != "alice" {
+			t.Fatalf("alice: %q %s", msg, res)
+		}
+		// Bob's token is valid, but the session serves alice: served as bob it
+		// would be audited as alice; so it is refused, and that is a row.
+		_, msg := p.call("tools/call", modernParams(jwtBob, call))
+		if !strings.HasPrefix(msg, "authentication failed: this stdio session is bound to \"alice\"") || !strings.Contains(msg, `"bob"`) {
+			t.Fatalf("bob on alice's session: %q", msg)
+		}
+		r, err := audit.OpenReader(context.Background(), p.audit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		rows, err := r.Query(context.Background(), audit.Filter{Subject: "bob", Event: audit.EventAuth, Decision: audit.Deny})
+		if err != nil || len(rows) != 1 {
+			t.Fatalf("bob's refusal rows %+v %v, want 1", rows, err)
+		}
+		if res, msg := p.call("tools/call", modernParams(jwtAlice, call)); msg != "" || whoamiOf(t, res).Subject != "alice" {
+			t.Fatalf("alice after bob: %q %s", msg, res)
+		}
+	})
 	t.Run("WithoutTokensAJWTIsNoHostSecret", func(t *testing.T) {
 		p := startStdio(t, nil, "")
 		if _, msg := p.call("tools/call", modernParams(jwtAlice, call)); !strings.Contains(msg, "does not match") {

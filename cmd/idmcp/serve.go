@@ -120,7 +120,7 @@ func serveStdio(ctx context.Context, f serveFlags, envToken, sharedSecret string
 	case fromPolicy:
 		logger.Info("host profile grants from the policy", "profile", f.profile, "policy", pol.Name, "scopes", profile.Scopes, "roles", profile.Roles)
 	}
-	secret, source, err := expectedSecret(ctx, logger, profile, f.secretFile, sharedSecret)
+	secret, source, problem, err := expectedSecret(ctx, logger, profile, f.secretFile, sharedSecret)
 	if err != nil {
 		return err
 	}
@@ -129,7 +129,7 @@ func serveStdio(ctx context.Context, f serveFlags, envToken, sharedSecret string
 	}
 	human := osUser()
 	host, err := auth.NewHostAuthenticator(auth.HostAuthenticatorConfig{
-		ProfileName: f.profile, Profile: profile, Secret: secret, SecretSource: source, Human: human,
+		ProfileName: f.profile, Profile: profile, Secret: secret, SecretSource: source, SecretProblem: problem, Human: human,
 	})
 	if err != nil {
 		return err
@@ -207,32 +207,41 @@ func serveStdio(ctx context.Context, f serveFlags, envToken, sharedSecret string
 	return nil
 }
 
-// expectedSecret finds the profile's secret: the keyring for keyring
-// profiles, falling back to a secret file or IDMCP_SHARED_SECRET where no
-// keyring is usable; for --no-keyring profiles the file, then the variable.
-// An empty result makes every request fail closed.
-func expectedSecret(ctx context.Context, logger *slog.Logger, p *auth.HostProfile, secretFile, shared string) ([]byte, string, error) {
+// expectedSecret finds the profile's secret. A keyring profile's secret is
+// in the OS keyring and nowhere else: it never falls back to a secret the
+// launching process chooses (IDMCP_SHARED_SECRET, --secret-file), or a
+// launcher that breaks D-Bus could pick its own. A --no-keyring profile's
+// secret comes from the file, then the variable. An empty result, with the
+// problem in words, makes every request fail closed.
+func expectedSecret(ctx context.Context, logger *slog.Logger, p *auth.HostProfile, secretFile, shared string) ([]byte, string, string, error) {
 	if p == nil {
-		return nil, "", nil
+		return nil, "", "", nil
 	}
 	if p.Keyring {
+		if secretFile != "" || shared != "" {
+			logger.Warn("profile keeps its secret in the OS keyring; --secret-file and IDMCP_SHARED_SECRET are ignored for it", "profile", p.Name)
+		}
 		s, err := keyring.New(keyring.Config{}).Get(ctx, p.Name)
 		if err == nil && s != "" {
-			return []byte(s), "keyring", nil
+			return []byte(s), "keyring", "", nil
+		}
+		if errors.Is(err, keyring.ErrNotFound) {
+			return nil, "", "its keyring entry is missing", nil
 		}
 		logger.Warn("no secret from the OS keyring", "profile", p.Name, "err", err)
+		return nil, "", "the OS keyring is unavailable: " + err.Error(), nil
 	}
 	if secretFile != "" {
 		b, err := auth.ReadSecretFile(secretFile)
 		if err != nil {
-			return nil, "", fmt.Errorf("--secret-file refused: %w", err)
+			return nil, "", "", fmt.Errorf("--secret-file refused: %w", err)
 		}
-		return b, "secret-file", nil
+		return b, "secret-file", "", nil
 	}
 	if shared != "" {
-		return []byte(shared), "IDMCP_SHARED_SECRET", nil
+		return []byte(shared), "IDMCP_SHARED_SECRET", "", nil
 	}
-	return nil, "", nil
+	return nil, "", "", nil
 }
 
 func osUser() string {

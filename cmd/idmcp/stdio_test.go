@@ -17,6 +17,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/idmcp/idmcp/auth"
+	"github.com/idmcp/idmcp/store"
 )
 
 // addSharedProfile creates a --no-keyring profile and returns its token.
@@ -340,5 +341,26 @@ func TestSecretFile_ModeChecked(t *testing.T) {
 	}
 	if strings.Contains(stderr, tok) {
 		t.Error("stderr leaks the secret")
+	}
+}
+
+// A keyring profile never takes a secret from the launcher's environment:
+// with the keyring out of reach, IDMCP_SHARED_SECRET must not stand in.
+func TestStdio_KeyringProfileRefusesEnvironmentSecret(t *testing.T) {
+	dataDir := t.TempDir()
+	if err := store.NewHosts(dataDir).Put(&auth.HostProfile{Name: "admin", Scopes: []string{"todo:write"}, Roles: []string{"admin"}, Keyring: true}); err != nil {
+		t.Fatal(err)
+	}
+	s := startRaw(t, []string{"IDMCP_SHARED_SECRET=chosen-by-launcher", "IDMCP_TOKEN=chosen-by-launcher", "DBUS_SESSION_BUS_ADDRESS=unix:path=/nonexistent/bus"},
+		"--profile", "admin", "--data-dir", dataDir)
+	r := s.call("initialize", legacyInit(""))
+	if r.Error == nil {
+		t.Fatal("a keyring profile accepted a secret from the environment")
+	}
+	if !strings.Contains(r.Error.Message, `no secret configured for profile "admin"`) || !strings.Contains(r.Error.Message, "only from the OS keyring") {
+		t.Errorf("message %q: want it to say the keyring profile has no secret and why", r.Error.Message)
+	}
+	if strings.Contains(r.Error.Message, "chosen-by-launcher") {
+		t.Error("message leaks the offered secret")
 	}
 }
