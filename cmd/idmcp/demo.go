@@ -99,7 +99,13 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("demo: find own binary: %w", err)
 	}
-	rep, err := runDemo(ctx, exe, dir)
+	// The data dir and the files tools' workspace are siblings: a workspace
+	// must never contain the data dir.
+	dataDir := filepath.Join(dir, "data")
+	if err := store.EnsureDir(dataDir); err != nil {
+		return err
+	}
+	rep, err := runDemo(ctx, exe, dataDir, filepath.Join(dir, "workspace"))
 	if err != nil {
 		return err
 	}
@@ -117,7 +123,7 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-func runDemo(ctx context.Context, exe, dir string) (*demoReport, error) {
+func runDemo(ctx context.Context, exe, dir, workspace string) (*demoReport, error) {
 	hosts := store.NewHosts(dir)
 	secrets := map[string]string{}
 	for _, p := range demoPersonas {
@@ -144,7 +150,7 @@ func runDemo(ctx context.Context, exe, dir string) (*demoReport, error) {
 		rep.Listed[p.Name] = listed
 		rep.Matrix[p.Name] = cells
 	}
-	h, err := runHTTPDemo(ctx, exe, dir)
+	h, err := runHTTPDemo(ctx, exe, dir, workspace)
 	if err != nil {
 		return nil, err
 	}

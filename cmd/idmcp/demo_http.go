@@ -68,8 +68,7 @@ var (
 // data dir, obtains tokens from its development issuer the way an OAuth
 // client does (client_credentials, and RFC 8693 token exchange for the
 // delegated call), and drives the server with mcp-go's Streamable HTTP client.
-func runHTTPDemo(ctx context.Context, exe, dir string) (*httpDemo, error) {
-	ws := filepath.Join(dir, "workspace")
+func runHTTPDemo(ctx context.Context, exe, dir, ws string) (*httpDemo, error) {
 	if err := os.MkdirAll(ws, 0o700); err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -80,6 +81,11 @@ func buildTools(ctx context.Context, opts toolsetOptions) (_ *toolset, err error
 		opts.Info = func() tools.ServerInfo { return tools.ServerInfo{Name: "idmcp", Version: version} }
 	}
 	var ws *tools.Workspace
+	if opts.Workspace != "" && opts.AuditPath != "" && !opts.Catalog {
+		if err := checkApart(opts.Workspace, filepath.Dir(opts.AuditPath)); err != nil {
+			return nil, err
+		}
+	}
 	if opts.Workspace != "" && !opts.Catalog {
 		ws, err = tools.OpenWorkspace(tools.WorkspaceConfig{Dir: opts.Workspace})
 		if err != nil {
@@ -147,4 +153,33 @@ func policyRedactKeys(p *auth.Policy) []string {
 		return nil
 	}
 	return slices.Clone(p.RedactKeys)
+}
+
+// checkApart refuses a workspace that contains the data dir or lies inside
+// it: the files tools could otherwise rewrite hosts.json (granting a host
+// any scope), read audit.db past audit:read, or read the dev issuer's key,
+// and the sandbox could not help since it grants both folders.
+func checkApart(workspace, dataDir string) error {
+	resolve := func(p string) string {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return p
+		}
+		if r, err := filepath.EvalSymlinks(abs); err == nil {
+			return r
+		}
+		return abs
+	}
+	ws, dd := resolve(workspace), resolve(dataDir)
+	within := func(child, parent string) bool {
+		rel, err := filepath.Rel(parent, child)
+		return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+	}
+	switch {
+	case within(dd, ws):
+		return fmt.Errorf("--workspace %s contains the data dir %s: the files tools could rewrite host profiles and read the audit log; choose a workspace outside it", workspace, dataDir)
+	case within(ws, dd):
+		return fmt.Errorf("--workspace %s lies inside the data dir %s; choose a workspace outside it", workspace, dataDir)
+	}
+	return nil
 }

@@ -329,3 +329,33 @@ func TestLoadPolicy_Empty(t *testing.T) {
 		t.Fatalf("missing file: err=%v", err)
 	}
 }
+
+func TestCheckApart(t *testing.T) {
+	root := t.TempDir()
+	data := filepath.Join(root, "state")
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(t.TempDir(), "link-to-root")
+	if err := os.Symlink(root, link); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, ws string
+		ok       bool
+	}{
+		{"Sibling", filepath.Join(root, "ws"), true},
+		{"ContainsDataDir", root, false},
+		{"ContainsDataDirThroughSymlink", link, false},
+		{"SameDir", data, false},
+		{"InsideDataDir", filepath.Join(data, "ws"), false},
+		{"PrefixNameOnly", data + "-ws", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := checkApart(tc.ws, data); (err == nil) != tc.ok {
+				t.Fatalf("checkApart(%s) = %v, want ok=%v", tc.ws, err, tc.ok)
+			}
+		})
+	}
+}
