@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 )
@@ -19,7 +20,14 @@ const maxSecretFile = 4096
 // stricter), so a secret on a shared machine is not readable by others. One
 // trailing newline is removed. The error never contains the file's content.
 func ReadSecretFile(path string) ([]byte, error) {
-	fi, err := os.Stat(path)
+	// Open once and check the open file, so the file checked is the file
+	// read (no swap between a stat and an open).
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("secret file: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("secret file: %w", err)
 	}
@@ -29,12 +37,12 @@ func ReadSecretFile(path string) ([]byte, error) {
 	if runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("secret file %s has mode %04o; it must be 0600 or stricter (chmod 600 %s): %w", path, fi.Mode().Perm(), path, ErrSecretFile)
 	}
-	if fi.Size() > maxSecretFile {
-		return nil, fmt.Errorf("secret file %s is larger than %d bytes: %w", path, maxSecretFile, ErrSecretFile)
-	}
-	b, err := os.ReadFile(path)
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
 	if err != nil {
 		return nil, fmt.Errorf("secret file: %w", err)
+	}
+	if len(b) > maxSecretFile {
+		return nil, fmt.Errorf("secret file %s is larger than %d bytes: %w", path, maxSecretFile, ErrSecretFile)
 	}
 	b = bytes.TrimSuffix(bytes.TrimSuffix(b, []byte("\n")), []byte("\r"))
 	if len(b) == 0 {

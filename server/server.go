@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -44,10 +45,10 @@ type Config struct {
 // Validate checks the configuration.
 func (c Config) Validate() error {
 	if c.Authorizer == nil {
-		return errors.New("field \"authorizer\": nil")
+		return fmt.Errorf("field \"authorizer\": nil: %w", auth.ErrInvalidConfig)
 	}
 	if c.Audit == nil {
-		return errors.New("field \"audit\": nil")
+		return fmt.Errorf("field \"audit\": nil: %w", auth.ErrInvalidConfig)
 	}
 	seen := map[string]bool{}
 	for _, t := range c.Tools {
@@ -150,7 +151,11 @@ func (c *core) newMCPServer(transport string, who principalFunc, hooks *mcpserve
 	hooks.AddAfterListTools(func(ctx context.Context, _ any, _ *mcp.ListToolsRequest, res *mcp.ListToolsResult) {
 		ev := c.event(who(ctx), transport, audit.EventToolsList)
 		ev.Decision, ev.Reason = audit.Allow, fmt.Sprintf("%d tools visible", len(res.Tools))
-		_ = c.record(ctx, ev)
+		if err := c.record(ctx, ev); err != nil {
+			// Fail closed: a listing that could not be recorded shows nothing
+			// (the hook cannot turn it into an error).
+			res.Tools = []mcp.Tool{}
+		}
 	})
 	s := mcpserver.NewMCPServer(Name, c.cfg.Version,
 		mcpserver.WithToolCapabilities(false),
@@ -167,11 +172,39 @@ func (c *core) newMCPServer(transport string, who principalFunc, hooks *mcpserve
 	return s
 }
 
+// RequiresMeta is the tool _meta key listing what a tool requires, so hosts
+// and --list-all-tools users can see why a call would be refused.
+const RequiresMeta = "io.idmcp/requires"
+
+// mcpTool describes spec for tools/list. The requirement shown (in _meta and
+// at the end of the description) is the effective one, after the policy's
+// overrides, so it never goes stale.
 func mcpTool(spec tools.Spec) mcp.Tool {
-	t := mcp.NewToolWithRawSchema(spec.Name, spec.Description, spec.InputSchema)
+	desc := spec.Description
+	var needs []string
+	if len(spec.Scopes) > 0 {
+		needs = append(needs, "scope "+strings.Join(spec.Scopes, " "))
+	}
+	if len(spec.Roles) > 0 {
+		needs = append(needs, "role "+strings.Join(spec.Roles, " or "))
+	}
+	if len(needs) > 0 {
+		desc += " Requires " + strings.Join(needs, " and ") + "."
+	}
+	t := mcp.NewToolWithRawSchema(spec.Name, desc, spec.InputSchema)
+	t.Meta = mcp.NewMetaFromMap(map[string]any{RequiresMeta: map[string]any{
+		"scopes": nonNilStrings(spec.Scopes), "roles": nonNilStrings(spec.Roles),
+	}})
 	ro, de, id, ow := spec.ReadOnly, spec.Destructive, spec.Idempotent, false
 	t.Annotations = mcp.ToolAnnotation{Title: spec.Title, ReadOnlyHint: &ro, DestructiveHint: &de, IdempotentHint: &id, OpenWorldHint: &ow}
 	return t
+}
+
+func nonNilStrings(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 func (c *core) handler(spec tools.Spec, transport string, who principalFunc) mcpserver.ToolHandlerFunc {
@@ -203,8 +236,9 @@ func (c *core) handler(spec tools.Spec, transport string, who principalFunc) mcp
 				out = mcp.NewToolResultText(res.Text)
 			}
 		case errors.Is(err, tools.ErrInput):
-			ev.Outcome, ev.Reason = audit.Failed, "allowed; tool error: "+err.Error()
-			out = mcp.NewToolResultError(err.Error())
+			msg := tools.UserMessage(err)
+			ev.Outcome, ev.Reason = audit.Failed, "allowed; tool error: "+msg
+			out = mcp.NewToolResultError(msg)
 		default:
 			c.log.Error("tool failed", "tool", spec.Name, "err", err)
 			ev.Outcome, ev.Reason = audit.Failed, "allowed; internal error: "+err.Error()

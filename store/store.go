@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 )
 
@@ -54,10 +55,23 @@ type Store struct {
 }
 
 // EnsureDir creates dir with mode 0700 if it does not exist, and tightens it
-// to 0700 if it does and is looser (POSIX only).
+// to 0700 if it does and others may read or enter it (POSIX only): it holds
+// the audit log, host profiles and the dev issuer's key.
 func EnsureDir(dir string) error {
 	if err := os.MkdirAll(dir, dirPerm); err != nil {
 		return fmt.Errorf("data dir: %w", err)
+	}
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(dir, dirPerm); err != nil {
+			return fmt.Errorf("data dir %s has mode %04o and cannot be tightened to 0700: %w", dir, fi.Mode().Perm(), err)
+		}
 	}
 	return nil
 }

@@ -149,3 +149,22 @@ func TestDSN(t *testing.T) {
 		t.Error("ParseSync accepted a bad value")
 	}
 }
+
+func TestEnsureDir_TightensLooseDir(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("POSIX modes")
+	}
+	dir := filepath.Join(t.TempDir(), "loose")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.EnsureDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(dir); fi.Mode().Perm() != 0o700 {
+		t.Fatalf("mode %04o, want 0700", fi.Mode().Perm())
+	}
+}

@@ -129,7 +129,12 @@ func AuditQuery(cfg AuditQueryConfig) Spec {
 				if a.Subject != "" && a.Subject != p.Subject {
 					return nil, fmt.Errorf("you may only query your own rows (subject %q); the %s role sees every subject: %w", p.Subject, cfg.AllSubjectsRole, ErrInput)
 				}
-				f.Subject, scope = p.Subject, "own rows (subject "+p.Subject+")"
+				// Own rows are this subject through this agent: every stdio
+				// profile shares the OS user as subject, and a token's sub may
+				// equal a local user name, so the subject alone would show
+				// other hosts' and other issuers' rows.
+				f.Subject, f.ClientID = p.Subject, p.ClientID
+				scope = "own rows (subject " + p.Subject + " via client " + p.ClientID + ")"
 			}
 			rows, err := cfg.Reader.Query(ctx, f)
 			if err != nil {

@@ -43,6 +43,8 @@ func TestAuditQuery(t *testing.T) {
 			audit.Filter{Subject: "alice", Tool: "todo_list", Decision: "deny", Event: "tools/call", Limit: 500}, ""},
 		{"SinceDuration", alice, `{"since":"90m"}`, audit.Filter{Subject: "alice", Since: now.Add(-90 * time.Minute), Limit: 50}, ""},
 		{"SinceTime", alice, `{"since":"2026-11-01T00:00:00Z"}`, audit.Filter{Subject: "alice", Since: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), Limit: 50}, ""},
+		{"OwnRowsAreSubjectAndClient", &auth.Principal{Subject: "root", ClientID: "laptop", Scopes: []string{"audit:read"}}, `{}`,
+			audit.Filter{Subject: "root", ClientID: "laptop", Limit: 50}, ""},
 		{"AdminAnySubject", admin, `{"subject":"bob"}`, audit.Filter{Subject: "bob", Limit: 50}, ""},
 		{"AdminAllSubjects", admin, `{}`, audit.Filter{Limit: 50}, ""},
 		{"OtherSubjectRefused", alice, `{"subject":"bob"}`, audit.Filter{}, `you may only query your own rows (subject "alice"); the admin role sees every subject`},
@@ -52,7 +54,7 @@ func TestAuditQuery(t *testing.T) {
 		{"BadEvent", alice, `{"event":"x"}`, audit.Filter{}, `event "x"`},
 		{"BadSince", alice, `{"since":"yesterday"}`, audit.Filter{}, `since "yesterday": want a duration`},
 		{"NegativeSince", alice, `{"since":"-1h"}`, audit.Filter{}, "must be positive"},
-		{"NoSQL", alice, `{"where":"1=1"}`, audit.Filter{}, "unknown field"},
+		{"NoSQL", alice, `{"where":"1=1"}`, audit.Filter{}, "unknown argument"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &fakeAuditReader{rows: []audit.Row{{ID: 7, TS: "2026-11-24T11:00:00Z", Event: "tools/call", Subject: "alice",

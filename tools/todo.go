@@ -115,7 +115,7 @@ func Todos(s TodoStore) []Spec {
 		{
 			Name:        "todo_delete",
 			Title:       "Delete a todo",
-			Description: "Delete the todo with the given id permanently. Needs the admin role.",
+			Description: "Delete the todo with the given id permanently.",
 			InputSchema: idSchema,
 			Scopes:      []string{ScopeTodoWrite},
 			Roles:       []string{RoleAdmin},

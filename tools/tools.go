@@ -13,7 +13,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"reflect"
 	"regexp"
+	"strings"
 
 	"github.com/idmcp/idmcp/auth"
 )
@@ -84,9 +87,53 @@ func Decode(args json.RawMessage, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(args))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("arguments: %v: %w", err, ErrInput)
+		return fmt.Errorf("%s: %w", describeDecodeError(err), ErrInput)
 	}
 	return nil
+}
+
+// describeDecodeError words a JSON decoding error for the model: the
+// argument and the expected type, not Go's type names.
+func describeDecodeError(err error) string {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te) && te.Field != "":
+		return fmt.Sprintf("argument %q must be %s, not %s", te.Field, jsonKind(te.Type), te.Value)
+	case errors.As(err, &te):
+		return fmt.Sprintf("arguments must be a JSON object, not %s", te.Value)
+	case errors.As(err, &se), errors.Is(err, io.ErrUnexpectedEOF):
+		return "arguments are not valid JSON"
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return "unknown argument " + strings.TrimPrefix(err.Error(), "json: unknown field ")
+	}
+	return "arguments: " + err.Error()
+}
+
+// jsonKind names a Go type as the JSON value it decodes from.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	}
+	return "a " + t.Kind().String()
+}
+
+// UserMessage is the text a tool error shows the caller: err's message
+// without the trailing ": invalid input" of the ErrInput sentinel.
+func UserMessage(err error) string {
+	return strings.TrimSuffix(err.Error(), ": "+ErrInput.Error())
 }
 
 // JSONResult returns a Result with v as structured content and as indented

@@ -17,6 +17,9 @@ type ServerInfo struct {
 	SecretSource string `json:"secret_source,omitempty"`
 	// Sandbox describes what the sandbox enforces.
 	Sandbox any `json:"sandbox,omitempty"`
+	// DevIssuer is true when tokens come from the embedded development
+	// issuer (serve --dev): never a production identity.
+	DevIssuer bool `json:"dev_issuer,omitempty"`
 }
 
 // WhoamiResult is whoami's structured output.

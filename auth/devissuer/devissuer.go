@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -81,6 +82,9 @@ func LoadOrCreateKey(path string) (*Key, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("dev issuer key: %w", err)
+	}
+	if fi, err := os.Stat(path); err == nil && runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("dev issuer key %s has mode %04o; it must be 0600 (anyone who reads it can mint tokens): %w", path, fi.Mode().Perm(), ErrInvalid)
 	}
 	block, _ := pem.Decode(b)
 	if block == nil || block.Type != "EC PRIVATE KEY" {

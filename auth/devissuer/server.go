@@ -234,7 +234,11 @@ func (i *Issuer) token(w http.ResponseWriter, r *http.Request) {
 	case GrantClientCreds:
 		granted, ok := subset(requested, client.Scopes)
 		if !ok {
-			tokenError(w, http.StatusBadRequest, "invalid_scope", fmt.Sprintf("client %s may request only: %s", client.ID, strings.Join(client.Scopes, " ")))
+			msg := fmt.Sprintf("client %s may request only: %s", client.ID, strings.Join(client.Scopes, " "))
+			if len(client.Scopes) == 0 {
+				msg = fmt.Sprintf("client %s may not request any scope", client.ID)
+			}
+			tokenError(w, http.StatusBadRequest, "invalid_scope", msg)
 			return
 		}
 		req.Subject, req.Scopes, req.Roles = client.ID, granted, client.Roles

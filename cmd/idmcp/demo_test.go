@@ -94,6 +94,9 @@ func TestDemo_MatrixFollowsPolicy(t *testing.T) {
 	if actors, _ := json.Marshal(d["actors"]); string(actors) != `["sub-agent","agent"]` {
 		t.Errorf("delegated actors %s, want [sub-agent agent]", actors)
 	}
+	if srv, _ := d["server"].(map[string]any); srv["dev_issuer"] != true {
+		t.Errorf("whoami under --dev does not mark the dev issuer: server=%v", d["server"])
+	}
 	if len(rep.Verify) < 3 || rep.Verify[:3] != "ok:" {
 		t.Errorf("audit verify after the demo: %q", rep.Verify)
 	}

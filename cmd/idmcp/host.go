@@ -88,7 +88,13 @@ func cmdHost(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err := hosts.Put(p); err != nil {
 			return err
 		}
-		printToken(stdout, p, token, dir, explicit, *secretFile, "rotated; the old secret no longer works")
+		what := "rotated; the old secret no longer works"
+		if !p.Keyring && *secretFile == "" {
+			// Nothing on the server side changed: the expected secret is
+			// whatever IDMCP_SHARED_SECRET or --secret-file says.
+			what = "given a new token; the server keeps accepting the old one until you put the new one in its IDMCP_SHARED_SECRET or --secret-file"
+		}
+		printToken(stdout, p, token, dir, explicit, *secretFile, what)
 		return nil
 	case "remove":
 		name, err := needName()
@@ -197,8 +203,19 @@ func printToken(w io.Writer, p *auth.HostProfile, token, dir string, explicitDir
 		abs, _ := filepath.Abs(secretFile)
 		args = append(args, "--secret-file", abs)
 	}
-	entry := map[string]any{"mcpServers": map[string]any{
-		"idmcp-" + p.Name: map[string]any{"command": exe, "args": args, "env": map[string]string{"IDMCP_TOKEN": token}},
+	env := map[string]string{"IDMCP_TOKEN": token}
+	if !p.Keyring && secretFile == "" {
+		// Without a keyring or a secret file the server expects the secret in
+		// its own environment, which here is the host's env block too.
+		env["IDMCP_SHARED_SECRET"] = token
+	}
+	type serverEntry struct { // field order is the order hosts' docs show
+		Command string            `json:"command"`
+		Args    []string          `json:"args"`
+		Env     map[string]string `json:"env"`
+	}
+	entry := map[string]any{"mcpServers": map[string]serverEntry{
+		"idmcp-" + p.Name: {Command: exe, Args: args, Env: env},
 	}}
 	b, _ := json.MarshalIndent(entry, "", "  ")
 	fmt.Fprintf(w, "host profile %q %s (scopes: %s; roles: %s)\n\n", p.Name, what, dash(strings.Join(p.Scopes, " ")), dash(strings.Join(p.Roles, " ")))
@@ -209,7 +226,8 @@ func printToken(w io.Writer, p *auth.HostProfile, token, dir string, explicitDir
 	case secretFile != "":
 		fmt.Fprintf(w, "The server reads the expected secret from %s (mode 0600).\n", secretFile)
 	default:
-		fmt.Fprintln(w, "No keyring: start the server with IDMCP_SHARED_SECRET set to this token, or pass --secret-file FILE (mode 0600).")
+		fmt.Fprintln(w, "No keyring: the server expects this token in IDMCP_SHARED_SECRET (set in the entry below), or in a")
+		fmt.Fprintln(w, "--secret-file FILE (mode 0600; pass --secret-file to `host add` to write one), which keeps it out of the host's config.")
 	}
 	fmt.Fprintf(w, "\nClaude Desktop (claude_desktop_config.json):\n%s\n", b)
 	if strings.Contains(exe, string(filepath.Separator)+"go-build") {

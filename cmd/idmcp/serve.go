@@ -64,6 +64,9 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if f.http.wanted(f.policy) {
 		return serveHTTP(ctx, f, stderr)
 	}
+	if err := f.http.stdioOnly(); err != nil {
+		return &exitError{code: 2, err: err}
+	}
 	return serveStdio(ctx, f, envToken, sharedSecret, os.Stdin, os.Stdout, stderr)
 }
 

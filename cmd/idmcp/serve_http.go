@@ -89,6 +89,29 @@ func (h *httpFlags) wanted(policyPath string) bool {
 	return err == nil && pol != nil && pol.HTTP != nil && pol.HTTP.Addr != ""
 }
 
+// stdioOnly refuses HTTP-only flags when serving stdio, where they would be
+// silently ignored (--issuer, --audience, --resource and --jwks-url do apply
+// on stdio: they let a host present an access token).
+func (h *httpFlags) stdioOnly() error {
+	var set []string
+	if h.dev {
+		set = append(set, "--dev")
+	}
+	if h.tlsCert != "" || h.tlsKey != "" {
+		set = append(set, "--tls-cert/--tls-key")
+	}
+	if len(h.allowedOrigins.vals) > 0 {
+		set = append(set, "--allowed-origin")
+	}
+	if h.tlsUpstream {
+		set = append(set, "--tls-terminated-upstream")
+	}
+	if len(set) > 0 {
+		return fmt.Errorf("%s: HTTP mode only; add --http ADDR (e.g. --http 127.0.0.1:8080)", strings.Join(set, ", "))
+	}
+	return nil
+}
+
 // listFlag is a repeatable flag whose default (from the environment) is
 // replaced, not extended, by the first value given on the command line.
 type listFlag struct {
@@ -289,7 +312,8 @@ func serveHTTP(ctx context.Context, f serveFlags, stderr io.Writer) error {
 		}
 	}()
 
-	info := tools.ServerInfo{Name: server.Name, Version: version}
+	// DevIssuer marks, in whoami, that every token here is a development one.
+	info := tools.ServerInfo{Name: server.Name, Version: version, DevIssuer: hs.dev}
 	ts, err := buildTools(ctx, toolsetOptions{Policy: pol, Store: st, Info: func() tools.ServerInfo { return info },
 		Workspace: f.workspace, AuditPath: auditPath})
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/idmcp/idmcp/auth"
 	"github.com/idmcp/idmcp/store"
+	"github.com/idmcp/idmcp/tools"
 )
 
 // addSharedProfile creates a --no-keyring profile and returns its token.
@@ -117,16 +118,15 @@ var personas = []struct {
 	{"none", "", ""},
 }
 
-// builtinRequirements are the built-in tools' requirements, as the server
-// declares them (read back through --list-all-tools, so a change to a tool's
-// scopes cannot leave this test checking a stale table).
+// expectedTools is what a principal with scopes and roles may call on a
+// server without a workspace, computed by the authorizer from the tools' own
+// declarations, so a change to a tool's requirements cannot leave the tests
+// checking a stale table.
 func expectedTools(t *testing.T, scopes, roles string) []string {
 	t.Helper()
-	reqs := map[string]auth.Requirement{
-		"whoami": {}, "todo_list": {Scopes: []string{"todo:read"}}, "todo_create": {Scopes: []string{"todo:write"}},
-		"todo_complete": {Scopes: []string{"todo:write"}}, "todo_delete": {Scopes: []string{"todo:write"}, Roles: []string{"admin"}},
-	}
-	a, err := auth.NewAuthorizer(auth.AuthorizerConfig{Tools: reqs})
+	info := func() tools.ServerInfo { return tools.ServerInfo{} }
+	specs := append([]tools.Spec{tools.Whoami(info), tools.AuditQuery(tools.AuditQueryConfig{})}, tools.Todos(nil)...)
+	a, err := tools.NewAuthorizer(specs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -362,5 +362,44 @@ func TestStdio_KeyringProfileRefusesEnvironmentSecret(t *testing.T) {
 	}
 	if strings.Contains(r.Error.Message, "chosen-by-launcher") {
 		t.Error("message leaks the offered secret")
+	}
+}
+
+// --list-all-tools shows every enabled tool with what it requires, and calls
+// are still decided.
+func TestStdio_ListAllToolsShowsRequirements(t *testing.T) {
+	dataDir := t.TempDir()
+	tok := addSharedProfile(t, dataDir, "none", "", "")
+	s := startRaw(t, []string{"IDMCP_SHARED_SECRET=" + tok, "IDMCP_TOKEN=" + tok}, "--profile", "none", "--data-dir", dataDir, "--list-all-tools")
+	r := s.call("tools/list", map[string]any{})
+	if r.Error != nil {
+		t.Fatal(r.Error.Message)
+	}
+	var res struct {
+		Tools []struct {
+			Name        string `json:"name"`
+			Description string `json:"description"`
+			Meta        map[string]struct {
+				Scopes []string `json:"scopes"`
+				Roles  []string `json:"roles"`
+			} `json:"_meta"`
+		} `json:"tools"`
+	}
+	if err := json.Unmarshal(r.Result, &res); err != nil {
+		t.Fatal(err)
+	}
+	want := expectedTools(t, "todo:read todo:write audit:read", "admin") // every tool
+	if len(res.Tools) != len(want) {
+		t.Fatalf("listed %d tools, want all %d", len(res.Tools), len(want))
+	}
+	for _, tl := range res.Tools {
+		req := tl.Meta["io.idmcp/requires"]
+		if tl.Name == "todo_delete" && (!slices.Equal(req.Scopes, []string{"todo:write"}) || !slices.Equal(req.Roles, []string{"admin"}) ||
+			!strings.HasSuffix(tl.Description, "Requires scope todo:write and role admin.")) {
+			t.Errorf("todo_delete: requires %+v, description %q", req, tl.Description)
+		}
+	}
+	if r := s.call("tools/call", map[string]any{"name": "todo_list", "arguments": map[string]any{}}); r.Error == nil || !strings.Contains(r.Error.Message, "missing: todo:read") {
+		t.Errorf("listed but not allowed: %+v", r.Error)
 	}
 }
