@@ -21,6 +21,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/idmcp/idmcp/auth"
+	"github.com/idmcp/idmcp/auth/keyring"
 	"github.com/idmcp/idmcp/sandbox"
 	"github.com/idmcp/idmcp/server"
 	"github.com/idmcp/idmcp/store"
@@ -37,6 +38,9 @@ type persona struct {
 	How string `json:"how"`
 	// wrongToken makes the host present a credential that does not match.
 	wrongToken bool
+	// keyring keeps the profile's secret in the OS keyring (under a
+	// throwaway service name) instead of IDMCP_SHARED_SECRET.
+	keyring bool
 	// capability presents the token as capabilities.experimental["io.idmcp/auth"]
 	// instead of IDMCP_TOKEN; modern negotiates protocol 2026-07-28.
 	capability bool
@@ -126,10 +130,20 @@ func randomHex(n int) string {
 func runDemo(ctx context.Context, exe, dir, workspace string) (*demoReport, error) {
 	hosts := store.NewHosts(dir)
 	secrets := map[string]string{}
-	for _, p := range demoPersonas {
-		// The shared-secret path: no keyring is touched, nothing is written
-		// outside dir.
-		prof := &auth.HostProfile{Name: p.Name, Scopes: p.Scopes, Roles: p.Roles, Created: time.Now().UTC()}
+	personas := slices.Clone(demoPersonas)
+	// The keyring path, when this machine has a usable keyring: a profile
+	// whose secret is in the OS keyring, under a throwaway service name that
+	// is removed again at the end.
+	service := "idmcp-demo-" + randomHex(4)
+	kr := keyring.New(keyring.Config{Service: service, Timeout: 3 * time.Second})
+	deskToken := auth.NewHostToken()
+	if err := kr.Set(ctx, "desktop", deskToken); err == nil {
+		defer func() { _ = kr.Delete(context.WithoutCancel(ctx), "desktop") }()
+		personas = append([]persona{{Name: "desktop", Scopes: []string{"todo:read", "todo:write"}, Roles: []string{},
+			How: "IDMCP_TOKEN checked against the OS keyring", keyring: true}}, personas...)
+	}
+	for _, p := range personas {
+		prof := &auth.HostProfile{Name: p.Name, Scopes: p.Scopes, Roles: p.Roles, Keyring: p.keyring, Created: time.Now().UTC()}
 		if prof.Roles == nil {
 			prof.Roles = []string{}
 		}
@@ -137,13 +151,16 @@ func runDemo(ctx context.Context, exe, dir, workspace string) (*demoReport, erro
 			return nil, err
 		}
 		secrets[p.Name] = auth.NewHostToken()
+		if p.keyring {
+			secrets[p.Name] = deskToken
+		}
 	}
-	rep := &demoReport{Personas: demoPersonas, Listed: map[string][]string{}, Matrix: map[string]map[string]demoCell{}, DataDir: dir}
+	rep := &demoReport{Personas: personas, Listed: map[string][]string{}, Matrix: map[string]map[string]demoCell{}, DataDir: dir}
 	for _, s := range builtinTools(nil, nil) {
 		rep.Tools = append(rep.Tools, s.Name)
 	}
-	for _, p := range demoPersonas {
-		listed, cells, err := demoPersona(ctx, exe, dir, p, secrets[p.Name])
+	for _, p := range personas {
+		listed, cells, err := demoPersona(ctx, exe, dir, p, secrets[p.Name], service)
 		if err != nil {
 			return nil, fmt.Errorf("demo persona %s: %w", p.Name, err)
 		}
@@ -180,12 +197,15 @@ func runDemo(ctx context.Context, exe, dir, workspace string) (*demoReport, erro
 
 // demoPersona starts `idmcp serve` for one persona, as a desktop host would,
 // and drives it with the mcp-go client over the process's pipes.
-func demoPersona(ctx context.Context, exe, dir string, p persona, secret string) ([]string, map[string]demoCell, error) {
+func demoPersona(ctx context.Context, exe, dir string, p persona, secret, keyringService string) ([]string, map[string]demoCell, error) {
 	presented := secret
 	if p.wrongToken {
 		presented = auth.NewHostToken()
 	}
 	env := []string{"IDMCP_SHARED_SECRET=" + secret, "IDMCP_DATA_DIR=" + dir}
+	if p.keyring {
+		env = []string{"IDMCP_KEYRING_SERVICE=" + keyringService, "IDMCP_DATA_DIR=" + dir}
+	}
 	if !p.capability {
 		env = append(env, "IDMCP_TOKEN="+presented)
 	}

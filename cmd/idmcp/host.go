@@ -39,7 +39,7 @@ func cmdHost(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	hosts := store.NewHosts(dir)
-	kr := keyring.New(keyring.Config{})
+	kr := hostKeyring()
 	needName := func() (string, error) {
 		if len(pos) != 1 {
 			return "", &exitError{code: 2, err: fmt.Errorf("usage: idmcp host %s NAME", args[0])}

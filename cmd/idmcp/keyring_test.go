@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"strings"
@@ -60,5 +61,24 @@ func TestKeyring_HostLifecycle(t *testing.T) {
 	}
 	if r := serveWith(tok2); r.Error == nil || !strings.Contains(r.Error.Message, "does not exist") {
 		t.Fatalf("removed profile: %+v", r.Error)
+	}
+}
+
+// TestKeyring_DemoUsesKeyringWhenAvailable: with a Secret Service, the demo
+// adds a host profile whose secret is in the keyring, and it authenticates.
+func TestKeyring_DemoUsesKeyringWhenAvailable(t *testing.T) {
+	if os.Getenv("IDMCP_TEST_KEYRING") != "1" {
+		t.Skip("set IDMCP_TEST_KEYRING=1 under a Secret Service session (scripts/ci does) to run the keyring tests")
+	}
+	out := mustIdmcp(t, nil, "demo", "--json")
+	var rep demoJSON
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Personas) == 0 || rep.Personas[0].Name != "desktop" {
+		t.Fatalf("no keyring persona in the demo: %+v", rep.Personas)
+	}
+	if !rep.Matrix["desktop"]["todo_create"].Allowed || rep.Matrix["desktop"]["todo_delete"].Allowed {
+		t.Errorf("desktop (keyring) matrix %+v: want todo_create allowed, todo_delete denied", rep.Matrix["desktop"])
 	}
 }

@@ -224,7 +224,7 @@ func expectedSecret(ctx context.Context, logger *slog.Logger, p *auth.HostProfil
 		if secretFile != "" || shared != "" {
 			logger.Warn("profile keeps its secret in the OS keyring; --secret-file and IDMCP_SHARED_SECRET are ignored for it", "profile", p.Name)
 		}
-		s, err := keyring.New(keyring.Config{}).Get(ctx, p.Name)
+		s, err := hostKeyring().Get(ctx, p.Name)
 		if err == nil && s != "" {
 			return []byte(s), "keyring", "", nil
 		}
