@@ -285,6 +285,12 @@ func (v *Verifier) keyfunc(ctx context.Context, kf keyfunc.Keyfunc) gojwt.Keyfun
 			if keys, kerr := kf.Storage().KeyReadAll(ctx); kerr == nil && len(keys) == 0 {
 				return nil, fmt.Errorf("%w: %w", errKeysUnavailable, err)
 			}
+			if strings.Contains(err.Error(), "rate limiter") {
+				// keyfunc could not refetch within the request's time: the kid
+				// is unknown to the keys we have, which is what the audit row
+				// should say.
+				return nil, fmt.Errorf("kid %q: key not found (unknown kid; JWKS refetch rate-limited): %w", kid, err)
+			}
 			return nil, fmt.Errorf("kid %q: %w", kid, err)
 		}
 		if pk, ok := key.(*rsa.PublicKey); ok && pk.N.BitLen() < minRSABits {
