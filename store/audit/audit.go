@@ -10,9 +10,15 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/idmcp/idmcp/store"
 )
@@ -28,6 +34,10 @@ const (
 	EventServerStart = "server/start"
 	EventServerStop  = "server/stop"
 	EventPrune       = "audit/prune"
+	// EventRecovered is written by the log itself when writes work again
+	// after a failure: it records how long the log was unavailable, how many
+	// rows were not written and how many requests were refused meanwhile.
+	EventRecovered = "audit/recovered"
 )
 
 // Decisions and outcomes.
@@ -86,6 +96,13 @@ type Row struct {
 	ResultSHA256 string   `json:"result_sha256"`
 	PrevHash     string   `json:"prev_hash"`
 	Hash         string   `json:"hash"`
+
+	// actorsText is the actors column exactly as stored (set when a row is
+	// read or built for writing): the hash covers the stored text, so an
+	// edit that keeps the decoded value (added whitespace) is still detected.
+	actorsText string
+	// canon is canonMiddle, computed before the row is queued.
+	canon []byte
 }
 
 // columns lists the stored columns in table order; the hash covers all but hash.
@@ -100,16 +117,109 @@ func actorsJSON(a []string) string {
 	return string(b)
 }
 
-// ComputeHash returns the row hash: SHA-256 over a canonical encoding (a JSON
-// array of every column but hash, in table order, actors in stored form).
+// ComputeHash returns the row hash: SHA-256 over a canonical encoding, the
+// compact JSON array of every column but hash, in table order, actors in
+// stored form, exactly as encoding/json marshals it (HTML-safe escaping).
+// The hash has no key: it detects changes that do not rewrite every later
+// row; a full rewrite of the chain (or cutting its tail) shows only against a
+// head hash kept elsewhere (audit verify's output, an export to a SIEM).
 func ComputeHash(r *Row) string {
-	canon, _ := json.Marshal([]any{
-		r.ID, r.TS, r.Transport, r.Session, r.Event, r.Subject, r.ClientID, r.ClientName,
-		actorsJSON(r.Actors), r.AuthMethod, r.Tool, r.Arguments, r.Decision, r.Reason, r.Outcome,
-		r.DurationUS, r.ResultBytes, r.ResultSHA256, r.PrevHash,
-	})
-	sum := sha256.Sum256(canon)
+	return r.hash(r.canonMiddle())
+}
+
+// canonMiddle returns the canonical encoding between the id and prev_hash:
+// ,"ts",…,"result_sha256",
+func (r *Row) canonMiddle() []byte {
+	actors := r.actorsText
+	if actors == "" {
+		actors = actorsJSON(r.Actors)
+	}
+	// Written by hand rather than json.Marshal([]any{...}): reflection was a
+	// third of the writer's time. FuzzComputeHash checks that the bytes are
+	// json.Marshal's.
+	b := make([]byte, 0, 320+len(r.Arguments)+len(r.Reason))
+	for _, s := range [...]string{r.TS, r.Transport, r.Session, r.Event, r.Subject, r.ClientID, r.ClientName,
+		actors, r.AuthMethod, r.Tool, r.Arguments, r.Decision, r.Reason, r.Outcome} {
+		b = append(b, ',')
+		b = appendJSONString(b, s)
+	}
+	b = append(b, ',')
+	b = strconv.AppendInt(b, r.DurationUS, 10)
+	b = append(b, ',')
+	b = strconv.AppendInt(b, r.ResultBytes, 10)
+	b = append(b, ',')
+	b = appendJSONString(b, r.ResultSHA256)
+	return append(b, ',')
+}
+
+// hash completes the canonical encoding with the id and prev_hash and
+// returns its SHA-256 in hex.
+func (r *Row) hash(middle []byte) string {
+	b := make([]byte, 0, len(middle)+96)
+	b = append(b, '[')
+	b = strconv.AppendInt(b, r.ID, 10)
+	b = append(b, middle...)
+	b = appendJSONString(b, r.PrevHash)
+	b = append(b, ']')
+	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// appendJSONString appends s as encoding/json writes a string with HTML
+// escaping: ", \\ and control characters escaped (\b \f \n \r \t or \u00XX),
+// < > & as \u003c \u003e \u0026, invalid UTF-8 as \ufffd, U+2028 and
+// U+2029 as \u2028 and \u2029.
+func appendJSONString(b []byte, s string) []byte {
+	const hexDigits = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 // Config configures a Log.
@@ -124,14 +234,21 @@ type Config struct {
 	MaxBatch int
 	// WriteTimeout bounds how long Append waits for its commit; DefaultWriteTimeout when 0.
 	WriteTimeout time.Duration
+	// RetryInterval is how often Healthy, while the log is failing, tries a
+	// write to find out whether it works again; DefaultRetryInterval when 0.
+	RetryInterval time.Duration
 	// Now is the clock for events without a time; time.Now when nil.
 	Now func() time.Time
+	// Logger gets operational messages (the log failing and recovering),
+	// never row contents; discarded when nil.
+	Logger *slog.Logger
 }
 
 // Defaults.
 const (
-	DefaultMaxBatch     = 4096
-	DefaultWriteTimeout = 10 * time.Second
+	DefaultMaxBatch      = 4096
+	DefaultWriteTimeout  = 10 * time.Second
+	DefaultRetryInterval = time.Second
 )
 
 // Validate checks the configuration.
@@ -145,37 +262,59 @@ func (c Config) Validate() error {
 	if c.MaxBatch < 0 {
 		return errors.New("field \"max_batch\": negative")
 	}
+	if c.WriteTimeout < 0 {
+		return errors.New("field \"write_timeout\": negative")
+	}
+	if c.RetryInterval < 0 {
+		return errors.New("field \"retry_interval\": negative")
+	}
 	return nil
 }
 
+// request is one row (or, with probe set, no row: a check that the log can
+// be written) waiting for the writer.
 type request struct {
-	row  Row
-	done chan error
+	row   Row
+	probe bool
+	done  chan error
 }
 
-// Log is the writer side of the audit database: one goroutine, group commit.
+// outage describes the log while it cannot be written.
+type outage struct {
+	err error // of the last failed commit
+}
+
+// Log is the writer side of the audit database: one goroutine owns the write
+// connection and commits rows in groups.
 type Log struct {
 	cfg     Config
 	db      *sql.DB
 	ch      chan request
-	mu      sync.RWMutex // guards closed against sends on a closed channel
+	mu      sync.RWMutex // guards closed: no send on the closed channel
 	closed  bool
 	stopped chan struct{}
-	lastErr atomic.Pointer[error]
+	isDone  atomic.Bool // closed, for Healthy without the lock
+	health  atomic.Pointer[outage]
+	probeAt atomic.Int64 // unix nanoseconds of the last probe Healthy started
+	refused atomic.Int64 // Healthy calls answered with an error in this outage
 	rows    atomic.Int64
 	commits atomic.Int64
+	log     *slog.Logger
 
-	// writer-goroutine state
-	headID   int64
-	headHash string
-	insert   *sql.Stmt
+	// Writer-goroutine state.
+	inserts   [insertChunk]*sql.Stmt // inserts[n-1] inserts n rows
+	head      *sql.Stmt
+	file      os.FileInfo // the database file as opened
+	failSince time.Time   // start of the current outage; zero when healthy
+	failErr   error
+	lost      int64 // rows whose commit failed in this outage
 }
 
 // Open opens (creating and migrating as needed) the audit database and starts
 // its writer.
 func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("audit: %w", err)
 	}
 	if cfg.Redactor == nil {
 		cfg.Redactor = &Redactor{}
@@ -186,55 +325,101 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if cfg.WriteTimeout == 0 {
 		cfg.WriteTimeout = DefaultWriteTimeout
 	}
+	if cfg.RetryInterval == 0 {
+		cfg.RetryInterval = DefaultRetryInterval
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	sub, _ := fs.Sub(migrationFS, "migrations")
-	db, err := store.OpenSQLite(ctx, cfg.Path, false, cfg.Sync, sub)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	db, err := store.OpenSQLite(ctx, cfg.Path, false, cfg.Sync, migrations())
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
-	l := &Log{cfg: cfg, db: db, ch: make(chan request, cfg.MaxBatch), stopped: make(chan struct{})}
-	if l.headID, l.headHash, err = head(ctx, db); err != nil {
+	l := &Log{cfg: cfg, db: db, ch: make(chan request, cfg.MaxBatch), stopped: make(chan struct{}), log: cfg.Logger}
+	fail := func(err error) (*Log, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("audit: %w", err)
 	}
-	l.insert, err = db.PrepareContext(ctx, "INSERT INTO audit_log ("+columns+") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
-	if err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("audit: %w", err)
+	if l.file, err = os.Stat(cfg.Path); err != nil {
+		return fail(err)
+	}
+	// All sizes are prepared now: the writer cannot prepare inside its
+	// transaction, which holds the only connection.
+	for n := range l.inserts {
+		if l.inserts[n], err = db.PrepareContext(ctx, insertSQL(n+1)); err != nil {
+			return fail(err)
+		}
+	}
+	if l.head, err = db.PrepareContext(ctx, headSQL); err != nil {
+		return fail(err)
 	}
 	go l.run()
 	return l, nil
 }
 
-// head returns the id and hash the next row chains to: the last row, else the
-// last prune checkpoint, else genesis.
-func head(ctx context.Context, db *sql.DB) (int64, string, error) {
-	var id int64
-	var h string
-	err := db.QueryRowContext(ctx, "SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1").Scan(&id, &h)
-	if err == nil {
-		return id, h, nil
-	}
-	if !errors.Is(err, sql.ErrNoRows) {
-		return 0, "", err
-	}
-	err = db.QueryRowContext(ctx, "SELECT last_id, last_hash FROM audit_checkpoint ORDER BY id DESC LIMIT 1").Scan(&id, &h)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, Genesis, nil
-	}
-	return id, h, err
+// insertChunk is the most rows of one multi-row INSERT (times numColumns
+// parameters: well under SQLite's limit of 32766). One statement step for
+// many rows costs about a third of a step per row.
+const (
+	insertChunk = 32
+	numColumns  = 20
+)
+
+// insertSQL returns an INSERT of n rows.
+func insertSQL(n int) string {
+	row := "(" + strings.Repeat("?,", numColumns-1) + "?)"
+	return "INSERT INTO audit_log (" + columns + ") VALUES " + strings.Repeat(row+",", n-1) + row
 }
 
-// Healthy returns the error of the last failed commit, or nil when the last
-// commit succeeded. Callers check it before running a tool so that the server
-// never runs a tool it cannot record.
-func (l *Log) Healthy() error {
-	if p := l.lastErr.Load(); p != nil && *p != nil {
-		return *p
+// migrations returns the embedded schema migrations.
+func migrations() fs.FS {
+	sub, err := fs.Sub(migrationFS, "migrations")
+	if err != nil {
+		panic(err) // the embed pattern guarantees the directory
 	}
-	return nil
+	return sub
+}
+
+// headSQL returns the id and hash the next row chains to: the last row, else
+// the last prune checkpoint, else genesis.
+const headSQL = `SELECT
+	coalesce((SELECT id FROM audit_log ORDER BY id DESC LIMIT 1),
+	         (SELECT last_id FROM audit_checkpoint ORDER BY id DESC LIMIT 1), 0),
+	coalesce((SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1),
+	         (SELECT last_hash FROM audit_checkpoint ORDER BY id DESC LIMIT 1), '` + Genesis + `')`
+
+// Healthy returns nil when the log can be written, or the error of the
+// failure that made it unavailable (wrapping ErrUnavailable). The server calls
+// it before running a tool so that it never runs a tool it cannot record.
+//
+// While the log is failing, Healthy tries a write at most once per
+// RetryInterval (waiting up to WriteTimeout for it); when that write
+// succeeds the log is healthy again and an EventRecovered row records the
+// outage, counting the Healthy calls that were answered with an error (tool
+// calls refused, failed readiness checks).
+func (l *Log) Healthy() error {
+	if l.isDone.Load() {
+		return fmt.Errorf("audit log closed: %w", ErrUnavailable)
+	}
+	o := l.health.Load()
+	if o == nil {
+		return nil
+	}
+	now := time.Now().UnixNano()
+	last := l.probeAt.Load()
+	if now-last >= int64(l.cfg.RetryInterval) && l.probeAt.CompareAndSwap(last, now) {
+		if err := l.send(context.Background(), request{probe: true}); err == nil {
+			return nil
+		}
+		if o = l.health.Load(); o == nil {
+			return nil
+		}
+	}
+	l.refused.Add(1)
+	return o.err
 }
 
 // Stats returns rows and commits written since Open.
@@ -242,21 +427,32 @@ func (l *Log) Stats() (rows, commits int64) { return l.rows.Load(), l.commits.Lo
 
 // Append redacts ev and returns once its row is committed. It waits on a
 // context detached from ctx's cancellation, bounded by WriteTimeout, because a
-// client that went away must not drop its row. An error wraps ErrUnavailable.
+// client that went away must not drop its row. An error wraps ErrUnavailable
+// and means the row may not be on disk: the caller must fail closed. (After
+// a timeout the row may still be committed later; a row for a call whose
+// caller got an error is the safe side of that race.)
 func (l *Log) Append(ctx context.Context, ev Event) error {
-	row := l.toRow(ev)
-	done := make(chan error, 1)
+	return l.send(ctx, request{row: l.toRow(ev)})
+}
+
+func (l *Log) send(ctx context.Context, req request) error {
+	req.done = make(chan error, 1)
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.cfg.WriteTimeout)
+	defer cancel()
 	l.mu.RLock()
 	if l.closed {
 		l.mu.RUnlock()
 		return fmt.Errorf("audit log closed: %w", ErrUnavailable)
 	}
-	l.ch <- request{row: row, done: done}
-	l.mu.RUnlock()
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.cfg.WriteTimeout)
-	defer cancel()
 	select {
-	case err := <-done:
+	case l.ch <- req:
+		l.mu.RUnlock()
+	case <-wctx.Done():
+		l.mu.RUnlock()
+		return fmt.Errorf("audit write queue full for %s: %w", l.cfg.WriteTimeout, ErrUnavailable)
+	}
+	select {
+	case err := <-req.done:
 		return err
 	case <-wctx.Done():
 		return fmt.Errorf("audit write timed out after %s: %w", l.cfg.WriteTimeout, ErrUnavailable)
@@ -269,7 +465,14 @@ func (l *Log) toRow(ev Event) Row {
 		t = l.cfg.Now()
 	}
 	r := l.cfg.Redactor
-	return Row{
+	var actors []string
+	if len(ev.Actors) > 0 {
+		actors = make([]string, len(ev.Actors)) // a copy: the input is never mutated
+		for i, a := range ev.Actors {
+			actors[i] = r.Scrub(a)
+		}
+	}
+	row := Row{
 		TS:           t.UTC().Format(time.RFC3339Nano),
 		Transport:    ev.Transport,
 		Session:      ev.Session,
@@ -277,7 +480,7 @@ func (l *Log) toRow(ev Event) Row {
 		Subject:      r.Scrub(ev.Subject),
 		ClientID:     r.Scrub(ev.ClientID),
 		ClientName:   r.String(ev.ClientName),
-		Actors:       ev.Actors,
+		Actors:       actors,
 		AuthMethod:   ev.AuthMethod,
 		Tool:         r.String(ev.Tool),
 		Arguments:    argumentsText(r, ev),
@@ -288,6 +491,11 @@ func (l *Log) toRow(ev Event) Row {
 		ResultBytes:  ev.ResultBytes,
 		ResultSHA256: ev.ResultSHA256,
 	}
+	// Everything of the hash but the id and prev_hash is computed here, on
+	// the caller's goroutine, so the one writer goroutine does less per row.
+	row.actorsText = actorsJSON(row.Actors)
+	row.canon = row.canonMiddle()
+	return row
 }
 
 func argumentsText(r *Redactor, ev Event) string {
@@ -297,11 +505,15 @@ func argumentsText(r *Redactor, ev Event) string {
 	return r.Arguments(ev.Arguments)
 }
 
+// run is the writer: it takes whatever is queued (up to MaxBatch) into one
+// transaction, answers every request of the batch with the commit's result,
+// and repeats until the channel is closed and drained.
 func (l *Log) run() {
 	defer close(l.stopped)
 	batch := make([]request, 0, l.cfg.MaxBatch)
 	for first := range l.ch {
 		batch = append(batch[:0], first)
+		l.gather()
 	drain:
 		for len(batch) < l.cfg.MaxBatch {
 			select {
@@ -315,51 +527,155 @@ func (l *Log) run() {
 			}
 		}
 		err := l.commit(batch)
-		if err != nil {
-			err = fmt.Errorf("%w: %v", ErrUnavailable, err)
-			l.lastErr.Store(&err)
-		} else {
-			l.lastErr.Store(nil)
-		}
+		l.setHealth(err, batch)
 		for _, r := range batch {
 			r.done <- err
 		}
 	}
 }
 
-func (l *Log) commit(batch []request) error {
+// gather lets callers that are already runnable queue their rows before a
+// commit starts. Without it the writer, woken by the first row, would run at
+// once (the scheduler hands it the caller's processor) and commit one row
+// while the other callers wait their turn: groups of one or two rows at any
+// load. It yields while the queue keeps growing; with nothing else runnable
+// (one client) a yield returns at once.
+func (l *Log) gather() {
+	for n := len(l.ch); n < cap(l.ch); {
+		runtime.Gosched()
+		m := len(l.ch)
+		if m == n {
+			return
+		}
+		n = m
+	}
+}
+
+// setHealth records the result of a commit: the start of an outage (logged
+// once), or its end.
+func (l *Log) setHealth(err error, batch []request) {
+	if err == nil {
+		if !l.failSince.IsZero() {
+			l.log.Warn("audit log writable again", "path", l.cfg.Path, "unavailable_for", time.Since(l.failSince).Round(time.Millisecond).String(), "rows_not_written", l.lost)
+		}
+		l.failSince, l.failErr, l.lost = time.Time{}, nil, 0
+		l.health.Store(nil)
+		return
+	}
+	for _, r := range batch {
+		if !r.probe {
+			l.lost++
+		}
+	}
+	if l.failSince.IsZero() {
+		l.failSince = l.cfg.Now()
+		l.refused.Store(0)
+		l.log.Error("audit log unavailable: tool calls are refused until it can be written", "path", l.cfg.Path, "err", err)
+	}
+	l.failErr = err
+	l.health.Store(&outage{err: err})
+}
+
+// commit writes batch in one transaction. The head the rows chain to is read
+// inside the transaction, under SQLite's write lock, so another writer of the
+// same file (idmcp audit prune, a second server) never forks the chain.
+func (l *Log) commit(batch []request) (err error) {
+	rows := make([]*Row, 0, len(batch)+1)
+	if !l.failSince.IsZero() {
+		rows = append(rows, l.recoveredRow())
+	}
+	for i := range batch {
+		if !batch[i].probe {
+			rows = append(rows, &batch[i].row)
+		}
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+	}()
 	ctx := context.Background()
 	tx, err := l.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	stmt := tx.StmtContext(ctx, l.insert)
-	id, h := l.headID, l.headHash
-	for i := range batch {
-		r := &batch[i].row
+	defer func() { _ = tx.Rollback() }() // no-op after Commit
+	var id int64
+	var h string
+	if err := tx.StmtContext(ctx, l.head).QueryRowContext(ctx).Scan(&id, &h); err != nil {
+		return fmt.Errorf("read chain head: %w", err)
+	}
+	count := int64(len(rows))
+	for _, r := range rows {
 		id++
 		r.ID, r.PrevHash = id, h
-		r.Hash = ComputeHash(r)
+		if r.canon == nil {
+			r.actorsText = actorsJSON(r.Actors)
+			r.canon = r.canonMiddle()
+		}
+		r.Hash = r.hash(r.canon)
 		h = r.Hash
-		if _, err := stmt.ExecContext(ctx, r.ID, r.TS, r.Transport, r.Session, r.Event, r.Subject, r.ClientID,
-			r.ClientName, actorsJSON(r.Actors), r.AuthMethod, r.Tool, r.Arguments, r.Decision, r.Reason, r.Outcome,
-			r.DurationUS, r.ResultBytes, r.ResultSHA256, r.PrevHash, r.Hash); err != nil {
-			_ = tx.Rollback()
+	}
+	args := make([]any, 0, insertChunk*numColumns)
+	for len(rows) > 0 {
+		n := min(len(rows), insertChunk)
+		stmt := l.inserts[n-1]
+		args = args[:0]
+		for _, r := range rows[:n] {
+			args = append(args, r.ID, r.TS, r.Transport, r.Session, r.Event, r.Subject, r.ClientID,
+				r.ClientName, r.actorsText, r.AuthMethod, r.Tool, r.Arguments, r.Decision, r.Reason, r.Outcome,
+				r.DurationUS, r.ResultBytes, r.ResultSHA256, r.PrevHash, r.Hash)
+		}
+		if _, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, args...); err != nil {
 			return err
 		}
+		rows = rows[n:]
 	}
 	if err := tx.Commit(); err != nil {
-		_ = tx.Rollback()
 		return err
 	}
-	l.headID, l.headHash = id, h
-	l.rows.Add(int64(len(batch)))
+	// SQLite keeps writing to a database file that was deleted or replaced
+	// while open (WAL mode does not check), so rows would be acknowledged into
+	// a file nobody can read. Acknowledge only if the file is still there.
+	if err := l.checkFile(); err != nil {
+		return err
+	}
+	l.rows.Add(count)
 	l.commits.Add(1)
 	return nil
 }
 
+// checkFile reports an error when the database file or its WAL is no longer
+// the one this Log writes to.
+func (l *Log) checkFile() error {
+	fi, err := os.Stat(l.cfg.Path)
+	if err != nil || !os.SameFile(fi, l.file) {
+		return fmt.Errorf("audit database %s was removed or replaced while open; restart the server", l.cfg.Path)
+	}
+	if _, err := os.Stat(l.cfg.Path + "-wal"); err != nil {
+		return fmt.Errorf("audit database WAL %s-wal was removed while open; restart the server", l.cfg.Path)
+	}
+	return nil
+}
+
+// recoveredRow is the row that ends an outage. Its reason is the log's own
+// words, scrubbed but not truncated.
+func (l *Log) recoveredRow() *Row {
+	now := l.cfg.Now()
+	r := l.toRow(Event{Time: now, Event: EventRecovered, Outcome: OK})
+	r.Reason = l.cfg.Redactor.Scrub(fmt.Sprintf(
+		"audit log unavailable from %s to %s: %d row(s) not written (their callers got errors), %d health check(s) failed (tool calls refused); last error: %v",
+		l.failSince.UTC().Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano), l.lost, l.refused.Load(), l.failErr))
+	r.canon = r.canonMiddle()
+	return &r
+}
+
 // Close stops accepting rows, commits everything queued, and closes the
-// database. It returns early with ctx's error if draining takes too long.
+// database. It returns early with ctx's error if draining takes too long; the
+// writer then finishes in the background and the database stays open.
 func (l *Log) Close(ctx context.Context) error {
 	l.mu.Lock()
 	if l.closed {
@@ -367,6 +683,7 @@ func (l *Log) Close(ctx context.Context) error {
 		return nil
 	}
 	l.closed = true
+	l.isDone.Store(true)
 	close(l.ch)
 	l.mu.Unlock()
 	select {
@@ -374,6 +691,14 @@ func (l *Log) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("audit: drain: %w", ctx.Err())
 	}
-	_ = l.insert.Close()
-	return l.db.Close()
+	for _, st := range l.inserts {
+		if st != nil {
+			_ = st.Close()
+		}
+	}
+	_ = l.head.Close()
+	if err := l.db.Close(); err != nil {
+		return fmt.Errorf("audit: close: %w", err)
+	}
+	return nil
 }

@@ -110,7 +110,37 @@ func (r *Redactor) Scrub(s string) string {
 			}
 		}
 	}
+	if !mayMatchSecretValue(s) {
+		return s // the common case, without running the regexp
+	}
 	return secretValueRE.ReplaceAllString(s, Redacted)
+}
+
+// mayMatchSecretValue reports whether s contains a literal that every match
+// of secretValueRE starts with or contains: eyJ (JWT), bearer in any case,
+// PRIVATE KEY (PEM), idmcp_. Without one, the regexp cannot match.
+func mayMatchSecretValue(s string) bool {
+	return strings.Contains(s, "eyJ") || strings.Contains(s, "idmcp_") ||
+		strings.Contains(s, "PRIVATE KEY") || containsBearer(s)
+}
+
+// containsBearer reports whether s contains "bearer" in any ASCII case
+// (no other letter folds to b, e, a or r, so this is what (?i:bearer) sees).
+func containsBearer(s string) bool {
+	const word = "bearer"
+	for i := 0; i+len(word) <= len(s); i++ {
+		if s[i]|0x20 != 'b' {
+			continue
+		}
+		j := 1
+		for j < len(word) && s[i+j]|0x20 == word[j] {
+			j++
+		}
+		if j == len(word) {
+			return true
+		}
+	}
+	return false
 }
 
 // Arguments returns the redacted JSON text of raw tool arguments: values under
@@ -170,8 +200,8 @@ func (r *Redactor) value(v any, depth int) any {
 		return r.String(t)
 	case json.Number:
 		s := string(t)
-		if len(s) > 64 {
-			return r.String(s)
+		if len(s) > 64 || r.Scrub(s) != s {
+			return r.String(s) // a known secret can be all digits
 		}
 		return t
 	default:

@@ -1,0 +1,144 @@
+package audit_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/idmcp/idmcp/store"
+	"github.com/idmcp/idmcp/store/audit"
+)
+
+// benchEvent is a typical tools/call row: about 300 bytes of text.
+func benchEvent(i int) audit.Event {
+	sum := sha256.Sum256([]byte(fmt.Sprint(i)))
+	return audit.Event{
+		Time: time.Now(), Transport: "stdio", Session: "5f2c7e1a9b3d4c60", Event: audit.EventToolsCall,
+		Subject: "alice", ClientID: "laptop", ClientName: "claude-code/2.1.0", Actors: []string{},
+		AuthMethod: "host-secret", Tool: "todo_create",
+		Arguments: []byte(fmt.Sprintf(`{"title":"buy milk and bread, call the plumber %d","note":"before friday","priority":2}`, i)),
+		Decision:  audit.Allow, Reason: "allowed", Outcome: audit.OK, Duration: 120 * time.Microsecond,
+		ResultBytes: 212, ResultSHA256: hex.EncodeToString(sum[:]),
+	}
+}
+
+// BenchmarkAppend measures committed rows per second through Log.Append with
+// 1, 8 and 64 concurrent writers, for synchronous=FULL and NORMAL, against
+// two baselines measured in the same run: the same rows appended to memory
+// (redaction, hashing, no SQLite), and the same rows through the same writer
+// with one transaction per row (MaxBatch 1). At one writer it reports the
+// latency a call pays for its row, p50 and p99. No targets are asserted: run
+// scripts/bench for the summary.
+func BenchmarkAppend(b *testing.B) {
+	ctx := context.Background()
+	for _, sync := range []store.Sync{store.SyncFull, store.SyncNormal} {
+		b.Run("sync="+string(sync), func(b *testing.B) {
+			var memory, txPerRow float64 // rows/s of the baselines
+			b.Run("baseline=memory", func(b *testing.B) {
+				memory = benchMemory(b)
+			})
+			b.Run("baseline=tx-per-row", func(b *testing.B) {
+				txPerRow = benchLog(ctx, b, sync, 8, 1)
+			})
+			for _, writers := range []int{1, 8, 64, 256} {
+				b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
+					rps := benchLog(ctx, b, sync, writers, 0)
+					if txPerRow > 0 {
+						b.ReportMetric(rps/txPerRow, "x-tx-per-row")
+					}
+					if memory > 0 {
+						b.ReportMetric(rps/memory, "x-memory")
+					}
+				})
+			}
+		})
+	}
+}
+
+// benchLog appends b.N rows with the given number of writers and returns the
+// committed rows per second. maxBatch 1 makes every row its own transaction.
+func benchLog(ctx context.Context, b *testing.B, sync store.Sync, writers, maxBatch int) float64 {
+	l, err := audit.Open(ctx, audit.Config{Path: filepath.Join(b.TempDir(), "audit.db"), Sync: sync, MaxBatch: maxBatch})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		if err := l.Close(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}()
+	b.ReportAllocs()
+	b.ResetTimer()
+	if writers == 1 {
+		lat := make([]time.Duration, b.N)
+		for i := range b.N {
+			start := time.Now()
+			if err := l.Append(ctx, benchEvent(i)); err != nil {
+				b.Fatal(err)
+			}
+			lat[i] = time.Since(start)
+		}
+		b.StopTimer()
+		slices.Sort(lat)
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	} else {
+		b.SetParallelism(max(1, writers/runtime.GOMAXPROCS(0)))
+		b.RunParallel(func(pb *testing.PB) {
+			i := 0
+			for pb.Next() {
+				if err := l.Append(ctx, benchEvent(i)); err != nil {
+					b.Error(err)
+					return
+				}
+				i++
+			}
+		})
+		b.StopTimer()
+	}
+	rps := float64(b.N) / b.Elapsed().Seconds()
+	rows, commits := l.Stats()
+	b.ReportMetric(rps, "rows/s")
+	if commits > 0 {
+		b.ReportMetric(float64(rows)/float64(commits), "rows/commit")
+	}
+	return rps
+}
+
+// benchMemory is the floor: what Append does without SQLite (redaction, the
+// canonical encoding and hash, an append under a lock).
+func benchMemory(b *testing.B) float64 {
+	r := &audit.Redactor{}
+	var mu sync.Mutex
+	rows := make([]audit.Row, 4096) // a ring: memory, not a growing slice, is the baseline
+	prev := audit.Genesis
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		ev := benchEvent(i)
+		row := audit.Row{
+			TS: ev.Time.UTC().Format(time.RFC3339Nano), Transport: ev.Transport, Session: ev.Session, Event: ev.Event,
+			Subject: r.Scrub(ev.Subject), ClientID: r.Scrub(ev.ClientID), ClientName: r.String(ev.ClientName),
+			AuthMethod: ev.AuthMethod, Tool: r.String(ev.Tool), Arguments: r.Arguments(ev.Arguments), Decision: ev.Decision,
+			Reason: r.String(ev.Reason), Outcome: ev.Outcome, DurationUS: ev.Duration.Microseconds(),
+			ResultBytes: ev.ResultBytes, ResultSHA256: ev.ResultSHA256,
+		}
+		mu.Lock()
+		row.ID, row.PrevHash = int64(i+1), prev
+		row.Hash = audit.ComputeHash(&row)
+		prev = row.Hash
+		rows[i%len(rows)] = row
+		mu.Unlock()
+	}
+	b.StopTimer()
+	rps := float64(b.N) / b.Elapsed().Seconds()
+	b.ReportMetric(rps, "rows/s")
+	return rps
+}
