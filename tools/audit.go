@@ -73,7 +73,7 @@ func AuditQuery(cfg AuditQueryConfig) Spec {
 		`"since":{"type":"string","maxLength":64,"description":"Only rows at or after this time: a duration back from now (30m, 24h) or an RFC 3339 time (2026-01-02T15:04:05Z)."},`+
 		`"subject":{"type":"string","maxLength":256,"description":"Only rows about this subject (the human). Without the %[1]s role you may only name yourself."},`+
 		`"tool":{"type":"string","maxLength":64,"description":"Only rows about this tool."},`+
-		`"event":{"type":"string","enum":["auth","tools/list","tools/call","server/start","server/stop"],"description":"Only rows of this event kind."},`+
+		`"event":{"type":"string","enum":["auth","tools/list","tools/call","server/start","server/stop","audit/prune","audit/recovered"],"description":"Only rows of this event kind."},`+
 		`"decision":{"type":"string","enum":["allow","deny"],"description":"Only allowed or only denied requests."},`+
 		`"limit":{"type":"integer","minimum":1,"maximum":%[2]d,"description":"At most this many rows, the newest ones (default %[3]d)."}`+
 		`},"additionalProperties":false}`, cfg.AllSubjectsRole, MaxAuditLimit, DefaultAuditLimit)
@@ -113,9 +113,10 @@ func AuditQuery(cfg AuditQueryConfig) Spec {
 				return nil, fmt.Errorf("decision %q: want allow or deny: %w", a.Decision, ErrInput)
 			}
 			switch a.Event {
-			case "", audit.EventAuth, audit.EventToolsList, audit.EventToolsCall, audit.EventServerStart, audit.EventServerStop:
+			case "", audit.EventAuth, audit.EventToolsList, audit.EventToolsCall, audit.EventServerStart, audit.EventServerStop,
+				audit.EventPrune, audit.EventRecovered:
 			default:
-				return nil, fmt.Errorf("event %q: want auth, tools/list, tools/call, server/start or server/stop: %w", a.Event, ErrInput)
+				return nil, fmt.Errorf("event %q: want auth, tools/list, tools/call, server/start, server/stop, audit/prune or audit/recovered: %w", a.Event, ErrInput)
 			}
 			if a.Since != "" {
 				t, err := parseSince(a.Since, cfg.Now())

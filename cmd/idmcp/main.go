@@ -21,10 +21,11 @@ const usage = `idmcp — an identity-aware MCP server
 
 Usage:
   idmcp serve [--profile NAME] [flags]      speak MCP on stdin/stdout for a host profile
+  idmcp serve --http ADDR (--issuer URL | --dev) [flags]   an OAuth 2.1 resource server on Streamable HTTP
   idmcp host add NAME [--scopes S] [--roles R] [--no-keyring [--secret-file F]]
   idmcp host list | rotate NAME | remove NAME
-  idmcp audit query [--since 1h] [--subject S] [--tool T] [--decision allow|deny] [--limit N] [--json]
-  idmcp audit verify
+  idmcp audit query [--since 1h] [--subject S] [--tool T] [--decision allow|deny] [--limit N] [--json|--csv]
+  idmcp audit tail [-f] | export --format jsonl | sql "SELECT …" | verify | prune --before DATE | schema
   idmcp policy check [--strict] FILE        validate a policy file; print tool → scopes, roles, enabled
   idmcp token mint --sub S [--scope "a b"] [--role R]… [--act A1,A2] [--ttl 15m]   a dev-issuer token
   idmcp sandbox status [--json]             what this kernel would enforce (Landlock, seccomp)

@@ -143,7 +143,7 @@ func serveStdio(ctx context.Context, f serveFlags, envToken, sharedSecret string
 		return err
 	}
 	defer st.Close()
-	alog, err := audit.Open(ctx, audit.Config{Path: filepath.Join(dir, store.AuditDBName), Sync: sync, Redactor: redactor})
+	alog, err := audit.Open(ctx, audit.Config{Path: filepath.Join(dir, store.AuditDBName), Sync: sync, Redactor: redactor, Logger: logger})
 	if err != nil {
 		return err
 	}

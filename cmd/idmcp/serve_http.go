@@ -300,7 +300,7 @@ func serveHTTP(ctx context.Context, f serveFlags, stderr io.Writer) error {
 	}
 	defer st.Close()
 	auditPath := filepath.Join(dir, store.AuditDBName)
-	alog, err := audit.Open(ctx, audit.Config{Path: auditPath, Sync: syncMode, Redactor: redactor})
+	alog, err := audit.Open(ctx, audit.Config{Path: auditPath, Sync: syncMode, Redactor: redactor, Logger: logger})
 	if err != nil {
 		return err
 	}
