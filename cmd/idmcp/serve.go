@@ -9,13 +9,10 @@ import (
 	"log/slog"
 	"os"
 	"os/user"
-	"path/filepath"
 	"runtime"
-	"time"
 
 	"github.com/idmcp/idmcp/auth"
 	"github.com/idmcp/idmcp/auth/keyring"
-	"github.com/idmcp/idmcp/sandbox"
 	"github.com/idmcp/idmcp/server"
 	"github.com/idmcp/idmcp/store"
 	"github.com/idmcp/idmcp/store/audit"
@@ -71,32 +68,14 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 }
 
 func serveStdio(ctx context.Context, f serveFlags, envToken, sharedSecret string, in io.Reader, out io.Writer, stderr io.Writer) error {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
-		return &exitError{code: 2, err: fmt.Errorf("--log-level: %w", err)}
-	}
-	sync, err := store.ParseSync(f.auditSync)
-	if err != nil {
-		return &exitError{code: 2, err: fmt.Errorf("--audit-sync: %w", err)}
-	}
-	sbMode, err := sandbox.ParseMode(f.sandbox)
-	if err != nil {
-		return &exitError{code: 2, err: fmt.Errorf("--sandbox: %w", err)}
-	}
 	if err := auth.ValidateProfileName(f.profile); err != nil {
 		return &exitError{code: 2, err: fmt.Errorf("--profile: %w", err)}
 	}
-	pol, err := loadPolicy(f.policy)
+	c, err := f.common()
 	if err != nil {
 		return err
 	}
-	dir, _, err := dataDir(f.dataDir)
-	if err != nil {
-		return err
-	}
-	if err := store.EnsureDir(dir); err != nil {
-		return err
-	}
+	pol, dir := c.pol, c.dir
 	redactor := &audit.Redactor{Keys: policyRedactKeys(pol)}
 	if envToken != "" {
 		redactor.Secrets = append(redactor.Secrets, envToken)
@@ -104,7 +83,7 @@ func serveStdio(ctx context.Context, f serveFlags, envToken, sharedSecret string
 	if sharedSecret != "" {
 		redactor.Secrets = append(redactor.Secrets, sharedSecret)
 	}
-	logger := server.NewLogger(stderr, level, redactor)
+	logger := server.NewLogger(stderr, c.level, redactor)
 
 	// Everything that needs wide access happens first: the profile, the
 	// secret (keyring over D-Bus), the databases.
@@ -138,33 +117,13 @@ func serveStdio(ctx context.Context, f serveFlags, envToken, sharedSecret string
 		return err
 	}
 
-	st, err := store.Open(ctx, store.Config{Dir: dir})
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	alog, err := audit.Open(ctx, audit.Config{Path: filepath.Join(dir, store.AuditDBName), Sync: sync, Redactor: redactor, Logger: logger})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := alog.Close(cctx); err != nil {
-			logger.Error("audit log did not drain", "err", err)
-		}
-	}()
-
 	info := tools.ServerInfo{Name: server.Name, Version: version, Profile: f.profile, SecretSource: source}
-	ts, err := buildTools(ctx, toolsetOptions{Policy: pol, Store: st, Info: func() tools.ServerInfo { return info },
-		Workspace: f.workspace, AuditPath: filepath.Join(dir, store.AuditDBName)})
+	b, err := openBackend(ctx, c, f.workspace, redactor, logger, func() tools.ServerInfo { return info })
 	if err != nil {
 		return err
 	}
-	defer ts.Close()
-	for _, w := range ts.Warnings {
-		logger.Warn("policy", "warning", w)
-	}
+	defer b.Close()
+	alog, ts := b.alog, b.ts
 	specs, authz := ts.Specs, ts.Authorizer
 	tokens, idp, err := stdioTokens(ctx, f.http, pol, logger) // serve_http.go: --issuer on stdio
 	if err != nil {
@@ -183,7 +142,7 @@ func serveStdio(ctx context.Context, f serveFlags, envToken, sharedSecret string
 	}
 	// Everything wide is open: restrict the process before reading the first
 	// request.
-	sbPolicy, err := sandboxPolicy(sandboxInputs{Mode: sbMode, DataDir: dir, Workspace: ts.WorkspaceDir, Tools: specs, IdentityProvider: idp})
+	sbPolicy, err := sandboxPolicy(sandboxInputs{Mode: c.sbMode, DataDir: dir, Workspace: ts.WorkspaceDir, Tools: specs, IdentityProvider: idp})
 	if err != nil {
 		return err
 	}

@@ -12,19 +12,16 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/idmcp/idmcp/auth"
 	"github.com/idmcp/idmcp/auth/devissuer"
 	jwtauth "github.com/idmcp/idmcp/auth/jwt"
 	"github.com/idmcp/idmcp/sandbox"
 	"github.com/idmcp/idmcp/server"
-	"github.com/idmcp/idmcp/store"
 	"github.com/idmcp/idmcp/store/audit"
 	"github.com/idmcp/idmcp/tools"
 )
@@ -231,35 +228,17 @@ func isWildcard(host string) bool {
 // tools, signing keys, then the sandbox, then serving until SIGTERM/SIGINT,
 // which drains in-flight requests and then the audit queue.
 func serveHTTP(ctx context.Context, f serveFlags, stderr io.Writer) error {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
-		return &exitError{code: 2, err: fmt.Errorf("--log-level: %w", err)}
-	}
-	syncMode, err := store.ParseSync(f.auditSync)
-	if err != nil {
-		return &exitError{code: 2, err: fmt.Errorf("--audit-sync: %w", err)}
-	}
-	sbMode, err := sandbox.ParseMode(f.sandbox)
-	if err != nil {
-		return &exitError{code: 2, err: fmt.Errorf("--sandbox: %w", err)}
-	}
-	pol, err := loadPolicy(f.policy)
+	c, err := f.common()
 	if err != nil {
 		return err
 	}
+	pol, dir := c.pol, c.dir
 	hs, err := resolveHTTP(f.http, pol)
 	if err != nil {
 		return err
 	}
-	dir, _, err := dataDir(f.dataDir)
-	if err != nil {
-		return err
-	}
-	if err := store.EnsureDir(dir); err != nil {
-		return err
-	}
 	redactor := &audit.Redactor{Keys: policyRedactKeys(pol)}
-	logger := server.NewLogger(stderr, level, redactor)
+	logger := server.NewLogger(stderr, c.level, redactor)
 
 	var tlsConfig *tls.Config
 	if hs.tlsCert != "" {
@@ -294,40 +273,16 @@ func serveHTTP(ctx context.Context, f serveFlags, stderr io.Writer) error {
 		hs.issuer = "http://" + net.JoinHostPort(hs.host, port)
 	}
 
-	st, err := store.Open(ctx, store.Config{Dir: dir})
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	auditPath := filepath.Join(dir, store.AuditDBName)
-	alog, err := audit.Open(ctx, audit.Config{Path: auditPath, Sync: syncMode, Redactor: redactor, Logger: logger})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := alog.Close(cctx); err != nil {
-			logger.Error("audit log did not drain", "err", err)
-		}
-	}()
-
 	// DevIssuer marks, in whoami, that every token here is a development one.
 	info := tools.ServerInfo{Name: server.Name, Version: version, DevIssuer: hs.dev}
-	ts, err := buildTools(ctx, toolsetOptions{Policy: pol, Store: st, Info: func() tools.ServerInfo { return info },
-		Workspace: f.workspace, AuditPath: auditPath})
+	b, err := openBackend(ctx, c, f.workspace, redactor, logger, func() tools.ServerInfo { return info })
 	if err != nil {
 		return err
 	}
-	defer ts.Close()
-	for _, w := range ts.Warnings {
-		logger.Warn("policy", "warning", w)
-	}
+	defer b.Close()
+	alog, ts := b.alog, b.ts
 
-	vcfg := jwtauth.Config{Issuer: hs.issuer, Audiences: hs.audiences, JWKSURL: hs.jwksURL, Logger: logger}
-	if pol != nil && pol.Claims != nil {
-		vcfg.Claims = jwtauth.ClaimMapping{ScopeClaims: pol.Claims.ScopeClaims, RoleClaims: pol.Claims.RoleClaims, ScopePrefix: pol.Claims.ScopePrefix}
-	}
+	vcfg := jwtauth.Config{Issuer: hs.issuer, Audiences: hs.audiences, JWKSURL: hs.jwksURL, Logger: logger, Claims: claimMapping(pol)}
 	if err := vcfg.Validate(); err != nil {
 		return &exitError{code: 2, err: fmt.Errorf("--issuer/--audience/--jwks-url: %w", err)}
 	}
@@ -385,7 +340,7 @@ func serveHTTP(ctx context.Context, f serveFlags, stderr io.Writer) error {
 	if u := cmp.Or(hs.jwksURL, vcfg.JWKSURL); u != "" {
 		idp = append(idp, u)
 	}
-	sbPolicy, err := sandboxPolicy(sandboxInputs{Mode: sbMode, DataDir: dir, Workspace: ts.WorkspaceDir, Tools: ts.Specs, IdentityProvider: idp})
+	sbPolicy, err := sandboxPolicy(sandboxInputs{Mode: c.sbMode, DataDir: dir, Workspace: ts.WorkspaceDir, Tools: ts.Specs, IdentityProvider: idp})
 	if err != nil {
 		return err
 	}
@@ -453,10 +408,7 @@ func stdioTokens(ctx context.Context, h httpFlags, pol *auth.Policy, logger *slo
 	if len(audiences) == 0 {
 		return nil, nil, &exitError{code: 2, err: errors.New("--issuer on stdio needs --audience (or --resource): the audience the host's access tokens are issued for")}
 	}
-	cfg := jwtauth.Config{Issuer: issuer, Audiences: audiences, JWKSURL: jwks, Logger: logger}
-	if pol != nil && pol.Claims != nil {
-		cfg.Claims = jwtauth.ClaimMapping{ScopeClaims: pol.Claims.ScopeClaims, RoleClaims: pol.Claims.RoleClaims, ScopePrefix: pol.Claims.ScopePrefix}
-	}
+	cfg := jwtauth.Config{Issuer: issuer, Audiences: audiences, JWKSURL: jwks, Logger: logger, Claims: claimMapping(pol)}
 	if err := cfg.Validate(); err != nil {
 		return nil, nil, &exitError{code: 2, err: fmt.Errorf("--issuer/--audience/--jwks-url: %w", err)}
 	}
