@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"encoding/hex"
 	"encoding/json"
@@ -103,6 +104,11 @@ type Row struct {
 	actorsText string
 	// canon is canonMiddle, computed before the row is queued.
 	canon []byte
+	// args holds the INSERT parameters of every column but id, prev_hash
+	// and hash (args[1:18]), converted to interfaces before the row is
+	// queued: a conversion allocates, and the writer goroutine is the
+	// bottleneck.
+	args [numColumns]any
 }
 
 // columns lists the stored columns in table order; the hash covers all but hash.
@@ -124,7 +130,8 @@ func actorsJSON(a []string) string {
 // row; a full rewrite of the chain (or cutting its tail) shows only against a
 // head hash kept elsewhere (audit verify's output, an export to a SIEM).
 func ComputeHash(r *Row) string {
-	return r.hash(r.canonMiddle())
+	var h hasher
+	return h.sum(r, r.canonMiddle())
 }
 
 // canonMiddle returns the canonical encoding between the id and prev_hash:
@@ -152,17 +159,30 @@ func (r *Row) canonMiddle() []byte {
 	return append(b, ',')
 }
 
-// hash completes the canonical encoding with the id and prev_hash and
-// returns its SHA-256 in hex.
-func (r *Row) hash(middle []byte) string {
-	b := make([]byte, 0, len(middle)+96)
-	b = append(b, '[')
+// hasher computes row hashes, reusing its buffer for the canonical encoding
+// (the writer hashes every row, one after another).
+type hasher struct {
+	buf []byte
+}
+
+// maxHashBuf is the largest buffer a hasher keeps between rows.
+const maxHashBuf = 64 << 10
+
+// sum completes the canonical encoding middle (canonMiddle) with the id and
+// prev_hash and returns its SHA-256 in hex.
+func (h *hasher) sum(r *Row, middle []byte) string {
+	b := append(h.buf[:0], '[')
 	b = strconv.AppendInt(b, r.ID, 10)
 	b = append(b, middle...)
 	b = appendJSONString(b, r.PrevHash)
 	b = append(b, ']')
 	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+	if cap(b) <= maxHashBuf {
+		h.buf = b
+	}
+	var hx [2 * sha256.Size]byte
+	hex.Encode(hx[:], sum[:])
+	return string(hx[:])
 }
 
 // appendJSONString appends s as encoding/json writes a string with HTML
@@ -301,9 +321,9 @@ type Log struct {
 	commits atomic.Int64
 	log     *slog.Logger
 
-	// Writer-goroutine state.
-	inserts   [insertChunk]*sql.Stmt // inserts[n-1] inserts n rows
-	head      *sql.Stmt
+	// Writer-goroutine state (and Open's and Close's, before and after it).
+	stmts     writeStmts
+	hasher    hasher
 	file      os.FileInfo // the database file as opened
 	failSince time.Time   // start of the current outage; zero when healthy
 	failErr   error
@@ -346,14 +366,10 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if l.file, err = os.Stat(cfg.Path); err != nil {
 		return fail(err)
 	}
-	// All sizes are prepared now: the writer cannot prepare inside its
-	// transaction, which holds the only connection.
-	for n := range l.inserts {
-		if l.inserts[n], err = db.PrepareContext(ctx, insertSQL(n+1)); err != nil {
-			return fail(err)
-		}
-	}
-	if l.head, err = db.PrepareContext(ctx, headSQL); err != nil {
+	// The statements are prepared now, so that a database they do not fit
+	// fails Open rather than the first Append.
+	if err := l.withConn(ctx, func(dc any) error { return l.stmts.prepare(ctx, dc) }); err != nil {
+		l.stmts.close()
 		return fail(err)
 	}
 	go l.run()
@@ -411,7 +427,7 @@ func (l *Log) Healthy() error {
 	now := time.Now().UnixNano()
 	last := l.probeAt.Load()
 	if now-last >= int64(l.cfg.RetryInterval) && l.probeAt.CompareAndSwap(last, now) {
-		if err := l.send(context.Background(), request{probe: true}); err == nil {
+		if err := l.send(request{probe: true}); err == nil {
 			return nil
 		}
 		if o = l.health.Load(); o == nil {
@@ -425,36 +441,61 @@ func (l *Log) Healthy() error {
 // Stats returns rows and commits written since Open.
 func (l *Log) Stats() (rows, commits int64) { return l.rows.Load(), l.commits.Load() }
 
-// Append redacts ev and returns once its row is committed. It waits on a
-// context detached from ctx's cancellation, bounded by WriteTimeout, because a
-// client that went away must not drop its row. An error wraps ErrUnavailable
-// and means the row may not be on disk: the caller must fail closed. (After
-// a timeout the row may still be committed later; a row for a call whose
-// caller got an error is the safe side of that race.)
+// Append redacts ev and returns once its row is committed. It ignores ctx's
+// cancellation, because a client that went away must not drop its row, and
+// waits at most WriteTimeout. An error wraps ErrUnavailable and means the row
+// may not be on disk: the caller must fail closed. (After a timeout the row
+// may still be committed later; a row for a call whose caller got an error
+// is the safe side of that race.)
 func (l *Log) Append(ctx context.Context, ev Event) error {
-	return l.send(ctx, request{row: l.toRow(ev)})
+	return l.send(request{row: l.toRow(ev)})
 }
 
-func (l *Log) send(ctx context.Context, req request) error {
-	req.done = make(chan error, 1)
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.cfg.WriteTimeout)
-	defer cancel()
+// Pools of the channels and timers send waits on: one of each per Append
+// would be most of its allocations.
+var (
+	donePool  = sync.Pool{New: func() any { return make(chan error, 1) }}
+	timerPool = sync.Pool{New: func() any {
+		t := time.NewTimer(time.Hour)
+		t.Stop()
+		return t
+	}}
+)
+
+// send queues req and waits for the writer's answer, at most WriteTimeout in
+// all.
+func (l *Log) send(req request) error {
+	done := donePool.Get().(chan error)
+	req.done = done
+	timer := timerPool.Get().(*time.Timer)
+	timer.Reset(l.cfg.WriteTimeout)
+	defer func() {
+		// Since Go 1.23 a stopped timer delivers no stale tick, so it can be
+		// reused as it is.
+		timer.Stop()
+		timerPool.Put(timer)
+	}()
 	l.mu.RLock()
 	if l.closed {
 		l.mu.RUnlock()
+		donePool.Put(done)
 		return fmt.Errorf("audit log closed: %w", ErrUnavailable)
 	}
 	select {
 	case l.ch <- req:
 		l.mu.RUnlock()
-	case <-wctx.Done():
+	case <-timer.C:
 		l.mu.RUnlock()
+		donePool.Put(done)
 		return fmt.Errorf("audit write queue full for %s: %w", l.cfg.WriteTimeout, ErrUnavailable)
 	}
 	select {
-	case err := <-req.done:
+	case err := <-done:
+		// The writer answers each request once: done is empty again.
+		donePool.Put(done)
 		return err
-	case <-wctx.Done():
+	case <-timer.C:
+		// The writer may still answer: done is not reused.
 		return fmt.Errorf("audit write timed out after %s: %w", l.cfg.WriteTimeout, ErrUnavailable)
 	}
 }
@@ -491,11 +532,19 @@ func (l *Log) toRow(ev Event) Row {
 		ResultBytes:  ev.ResultBytes,
 		ResultSHA256: ev.ResultSHA256,
 	}
-	// Everything of the hash but the id and prev_hash is computed here, on
-	// the caller's goroutine, so the one writer goroutine does less per row.
-	row.actorsText = actorsJSON(row.Actors)
-	row.canon = row.canonMiddle()
+	row.prepare()
 	return row
+}
+
+// prepare computes, on the caller's goroutine, everything of the row's hash
+// and INSERT parameters but the id, prev_hash and hash, so that the one
+// writer goroutine does less per row.
+func (r *Row) prepare() {
+	r.actorsText = actorsJSON(r.Actors)
+	r.canon = r.canonMiddle()
+	r.args = [numColumns]any{nil, r.TS, r.Transport, r.Session, r.Event, r.Subject, r.ClientID,
+		r.ClientName, r.actorsText, r.AuthMethod, r.Tool, r.Arguments, r.Decision, r.Reason, r.Outcome,
+		r.DurationUS, r.ResultBytes, r.ResultSHA256, nil, nil}
 }
 
 func argumentsText(r *Redactor, ev Event) string {
@@ -505,28 +554,16 @@ func argumentsText(r *Redactor, ev Event) string {
 	return r.Arguments(ev.Arguments)
 }
 
-// run is the writer: it takes whatever is queued (up to MaxBatch) into one
-// transaction, answers every request of the batch with the commit's result,
-// and repeats until the channel is closed and drained.
+// run is the writer: it opens a transaction for the first queued request,
+// adds to it whatever is queued meanwhile (up to MaxBatch), answers every
+// request of the batch with the commit's result, and repeats until the
+// channel is closed and drained.
 func (l *Log) run() {
 	defer close(l.stopped)
 	batch := make([]request, 0, l.cfg.MaxBatch)
 	for first := range l.ch {
-		batch = append(batch[:0], first)
-		l.gather()
-	drain:
-		for len(batch) < l.cfg.MaxBatch {
-			select {
-			case r, ok := <-l.ch:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, r)
-			default:
-				break drain
-			}
-		}
-		err := l.commit(batch)
+		var err error
+		batch, err = l.commit(append(batch[:0], first))
 		l.setHealth(err, batch)
 		for _, r := range batch {
 			r.done <- err
@@ -535,21 +572,11 @@ func (l *Log) run() {
 }
 
 // gather lets callers that are already runnable queue their rows before a
-// commit starts. Without it the writer, woken by the first row, would run at
-// once (the scheduler hands it the caller's processor) and commit one row
-// while the other callers wait their turn: groups of one or two rows at any
-// load. It yields while the queue keeps growing; with nothing else runnable
-// (one client) a yield returns at once.
-func (l *Log) gather() {
-	for n := len(l.ch); n < cap(l.ch); {
-		runtime.Gosched()
-		m := len(l.ch)
-		if m == n {
-			return
-		}
-		n = m
-	}
-}
+// commit closes. Without it the writer, finding the queue empty, would commit
+// at once (the scheduler hands it the caller's processor) while the other
+// callers wait their turn: groups of one or two rows at any load. With
+// nothing else runnable (one client) the yield returns at once.
+func (l *Log) gather() { runtime.Gosched() }
 
 // setHealth records the result of a commit: the start of an outage (logged
 // once), or its end.
@@ -576,21 +603,53 @@ func (l *Log) setHealth(err error, batch []request) {
 	l.health.Store(&outage{err: err})
 }
 
-// commit writes batch in one transaction. The head the rows chain to is read
-// inside the transaction, under SQLite's write lock, so another writer of the
-// same file (idmcp audit prune, a second server) never forks the chain.
-func (l *Log) commit(batch []request) (err error) {
-	rows := make([]*Row, 0, len(batch)+1)
-	if !l.failSince.IsZero() {
-		rows = append(rows, l.recoveredRow())
-	}
-	for i := range batch {
-		if !batch[i].probe {
-			rows = append(rows, &batch[i].row)
+// drain appends the queued requests to batch, up to MaxBatch.
+func (l *Log) drain(batch []request) []request {
+	for len(batch) < l.cfg.MaxBatch {
+		select {
+		case r, ok := <-l.ch:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, r)
+		default:
+			return batch
 		}
 	}
-	if len(rows) == 0 {
-		return nil
+	return batch
+}
+
+// withConn runs f with the driver connection of the pool's one connection.
+func (l *Log) withConn(ctx context.Context, f func(dc any) error) error {
+	conn, err := l.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(f)
+}
+
+// commit writes the rows of batch, and of the requests it takes from the
+// queue meanwhile, in one transaction, and returns the batch grown by those:
+// every request in it gets the commit's result.
+//
+// Rows are hashed and inserted while the transaction is open, insertChunk
+// at a time, so callers queue the next rows while the writer inserts the
+// previous ones. The transaction commits when the queue is still empty after
+// a yield (gather), or when the batch reaches MaxBatch.
+//
+// The head the rows chain to is read inside the transaction, under SQLite's
+// write lock, so another writer of the same file (idmcp audit prune, a second
+// server) never forks the chain.
+//
+// The writer works on the driver connection (database/sql's Conn.Raw):
+// database/sql's argument conversion and per-statement bookkeeping were a
+// tenth of its time at high load.
+func (l *Log) commit(batch []request) (_ []request, err error) {
+	batch = l.drain(batch)
+	recovering := !l.failSince.IsZero()
+	if !recovering && !hasRow(batch) {
+		return batch, nil // probes only, and the log is healthy
 	}
 	defer func() {
 		if err != nil {
@@ -598,54 +657,220 @@ func (l *Log) commit(batch []request) (err error) {
 		}
 	}()
 	ctx := context.Background()
-	tx, err := l.db.BeginTx(ctx, nil)
+	var count int64
+	err = l.withConn(ctx, func(dc any) error {
+		var err error
+		batch, count, err = l.commitConn(ctx, dc, batch, recovering)
+		return err
+	})
 	if err != nil {
-		return err
-	}
-	defer func() { _ = tx.Rollback() }() // no-op after Commit
-	var id int64
-	var h string
-	if err := tx.StmtContext(ctx, l.head).QueryRowContext(ctx).Scan(&id, &h); err != nil {
-		return fmt.Errorf("read chain head: %w", err)
-	}
-	count := int64(len(rows))
-	for _, r := range rows {
-		id++
-		r.ID, r.PrevHash = id, h
-		if r.canon == nil {
-			r.actorsText = actorsJSON(r.Actors)
-			r.canon = r.canonMiddle()
-		}
-		r.Hash = r.hash(r.canon)
-		h = r.Hash
-	}
-	args := make([]any, 0, insertChunk*numColumns)
-	for len(rows) > 0 {
-		n := min(len(rows), insertChunk)
-		stmt := l.inserts[n-1]
-		args = args[:0]
-		for _, r := range rows[:n] {
-			args = append(args, r.ID, r.TS, r.Transport, r.Session, r.Event, r.Subject, r.ClientID,
-				r.ClientName, r.actorsText, r.AuthMethod, r.Tool, r.Arguments, r.Decision, r.Reason, r.Outcome,
-				r.DurationUS, r.ResultBytes, r.ResultSHA256, r.PrevHash, r.Hash)
-		}
-		if _, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, args...); err != nil {
-			return err
-		}
-		rows = rows[n:]
-	}
-	if err := tx.Commit(); err != nil {
-		return err
+		return batch, err
 	}
 	// SQLite keeps writing to a database file that was deleted or replaced
 	// while open (WAL mode does not check), so rows would be acknowledged into
 	// a file nobody can read. Acknowledge only if the file is still there.
 	if err := l.checkFile(); err != nil {
-		return err
+		return batch, err
 	}
 	l.rows.Add(count)
 	l.commits.Add(1)
+	return batch, nil
+}
+
+func hasRow(batch []request) bool {
+	for i := range batch {
+		if !batch[i].probe {
+			return true
+		}
+	}
+	return false
+}
+
+// commitConn is commit's transaction on the driver connection dc. It returns
+// the grown batch and the number of rows it committed.
+func (l *Log) commitConn(ctx context.Context, dc any, batch []request, recovering bool) ([]request, int64, error) {
+	if err := l.stmts.prepare(ctx, dc); err != nil {
+		return batch, 0, err
+	}
+	tx, err := l.stmts.conn.BeginTx(ctx, driver.TxOptions{}) // BEGIN IMMEDIATE (_txlock)
+	if err != nil {
+		return batch, 0, err
+	}
+	done := false
+	defer func() {
+		if !done {
+			_ = tx.Rollback()
+		}
+	}()
+	id, h, err := l.stmts.readHead(ctx)
+	if err != nil {
+		return batch, 0, fmt.Errorf("read chain head: %w", err)
+	}
+	var pending [insertChunk]*Row
+	var n int // rows in pending
+	var count int64
+	prev := any(h) // the previous row's hash, as an INSERT parameter
+	add := func(r *Row) error {
+		id++
+		r.ID, r.PrevHash = id, h
+		if r.canon == nil {
+			r.prepare()
+		}
+		r.Hash = l.hasher.sum(r, r.canon)
+		h = r.Hash
+		r.args[0], r.args[18], r.args[19] = id, prev, h
+		prev = r.args[19]
+		pending[n] = r
+		n++
+		count++
+		if n < insertChunk {
+			return nil
+		}
+		n = 0
+		return l.stmts.insert(ctx, pending[:])
+	}
+	if recovering {
+		if err := add(l.recoveredRow()); err != nil {
+			return batch, 0, err
+		}
+	}
+	for next := 0; ; {
+		for ; next < len(batch); next++ {
+			if !batch[next].probe {
+				if err := add(&batch[next].row); err != nil {
+					return batch, 0, err
+				}
+			}
+		}
+		if len(batch) == l.cfg.MaxBatch {
+			break
+		}
+		if batch = l.drain(batch); next < len(batch) {
+			continue
+		}
+		l.gather()
+		if batch = l.drain(batch); next == len(batch) {
+			break
+		}
+	}
+	if n > 0 {
+		if err := l.stmts.insert(ctx, pending[:n]); err != nil {
+			return batch, 0, err
+		}
+	}
+	done = true
+	if err := tx.Commit(); err != nil {
+		return batch, 0, err
+	}
+	return batch, count, nil
+}
+
+// driverConn is what the writer needs of the sqlite driver's connection.
+type driverConn interface {
+	driver.ConnBeginTx
+	driver.ConnPrepareContext
+}
+
+// writeStmts are the writer's statements, prepared on one driver connection.
+type writeStmts struct {
+	dc      any  // the connection they were prepared on
+	ready   bool // all prepared
+	conn    driverConn
+	head    driver.Stmt
+	inserts [insertChunk]driver.Stmt // inserts[n-1] inserts n rows
+	args    []driver.NamedValue      // scratch for insert's parameters
+}
+
+// prepare prepares the statements on dc, unless they already are.
+// database/sql replaces its connection only when the driver reports it
+// broken; the statements of a replaced connection are dropped without
+// closing them (the connection is closed already).
+func (s *writeStmts) prepare(ctx context.Context, dc any) error {
+	if s.dc == dc {
+		if s.ready {
+			return nil
+		}
+		s.close() // what an earlier, failed attempt prepared
+	}
+	c, ok := dc.(driverConn)
+	if !ok {
+		return fmt.Errorf("sqlite driver connection %T: no BeginTx or PrepareContext", dc)
+	}
+	*s = writeStmts{dc: dc, conn: c}
+	var err error
+	if s.head, err = c.PrepareContext(ctx, headSQL); err != nil {
+		return err
+	}
+	for n := range s.inserts {
+		if s.inserts[n], err = c.PrepareContext(ctx, insertSQL(n+1)); err != nil {
+			return err
+		}
+	}
+	s.ready = true
 	return nil
+}
+
+// readHead runs headSQL.
+func (s *writeStmts) readHead(ctx context.Context) (int64, string, error) {
+	q, ok := s.head.(driver.StmtQueryContext)
+	if !ok {
+		return 0, "", fmt.Errorf("sqlite statement %T: no QueryContext", s.head)
+	}
+	rows, err := q.QueryContext(ctx, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	dest := make([]driver.Value, 2)
+	err = rows.Next(dest)
+	if cerr := rows.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, "", err
+	}
+	id, ok := dest[0].(int64)
+	if !ok {
+		return 0, "", fmt.Errorf("id: unexpected %T", dest[0])
+	}
+	switch h := dest[1].(type) {
+	case string:
+		return id, h, nil
+	case []byte:
+		return id, string(h), nil
+	}
+	return 0, "", fmt.Errorf("hash: unexpected %T", dest[1])
+}
+
+// insert inserts rows (1 to insertChunk) with one statement.
+func (s *writeStmts) insert(ctx context.Context, rows []*Row) error {
+	st, ok := s.inserts[len(rows)-1].(driver.StmtExecContext)
+	if !ok {
+		return fmt.Errorf("sqlite statement %T: no ExecContext", s.inserts[len(rows)-1])
+	}
+	args := s.args[:0]
+	for _, r := range rows {
+		for _, v := range r.args {
+			args = append(args, driver.NamedValue{Ordinal: len(args) + 1, Value: v})
+		}
+	}
+	s.args = args
+	_, err := st.ExecContext(ctx, args)
+	clear(args) // keep no row alive
+	return err
+}
+
+// close closes the statements; the connection they were prepared on must be
+// open.
+func (s *writeStmts) close() {
+	if s.head != nil {
+		_ = s.head.Close()
+	}
+	for _, st := range s.inserts {
+		if st != nil {
+			_ = st.Close()
+		}
+	}
+	*s = writeStmts{dc: s.dc}
 }
 
 // checkFile reports an error when the database file or its WAL is no longer
@@ -669,7 +894,7 @@ func (l *Log) recoveredRow() *Row {
 	r.Reason = l.cfg.Redactor.Scrub(fmt.Sprintf(
 		"audit log unavailable from %s to %s: %d row(s) not written (their callers got errors), %d health check(s) failed (tool calls refused); last error: %v",
 		l.failSince.UTC().Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano), l.lost, l.refused.Load(), l.failErr))
-	r.canon = r.canonMiddle()
+	r.prepare()
 	return &r
 }
 
@@ -691,12 +916,12 @@ func (l *Log) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("audit: drain: %w", ctx.Err())
 	}
-	for _, st := range l.inserts {
-		if st != nil {
-			_ = st.Close()
+	_ = l.withConn(context.Background(), func(dc any) error {
+		if dc == l.stmts.dc {
+			l.stmts.close()
 		}
-	}
-	_ = l.head.Close()
+		return nil
+	})
 	if err := l.db.Close(); err != nil {
 		return fmt.Errorf("audit: close: %w", err)
 	}

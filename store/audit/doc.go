@@ -4,10 +4,11 @@
 // events.
 //
 // Rows are written by one goroutine that commits them in groups: whatever is
-// queued when a commit starts joins that transaction, so at low load a caller
-// waits for one small commit and at high load many share one. Append returns
-// only after the row is committed; when the file cannot be written, Append
-// and Healthy fail (wrapping ErrUnavailable) so the caller can fail closed.
+// queued while a transaction is open joins it (up to MaxBatch), so at low
+// load a caller waits for one small commit and at high load many share one.
+// Append returns only after the row is committed; when the file cannot be
+// written, Append and Healthy fail (wrapping ErrUnavailable) so the caller
+// can fail closed.
 //
 // Rows form a SHA-256 hash chain; Reader.Verify walks it and reports the
 // first row that was edited, removed, inserted or moved. Prune is the one

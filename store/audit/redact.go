@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -160,18 +161,22 @@ func (r *Redactor) Arguments(raw []byte) string {
 		b, _ := json.Marshal(fmt.Sprintf("[unparsed arguments: %d bytes, sha256:%s]", len(raw), hex.EncodeToString(sum[:])))
 		return string(b)
 	}
-	b, err := json.Marshal(r.value(v, 0))
-	if err != nil {
-		return `"[unencodable arguments]"`
-	}
-	return string(b)
+	// appendValue writes what json.Marshal(r.value(v, 0)) would, without
+	// building the redacted copy: FuzzArgumentsEncoding checks that.
+	return string(r.appendValue(make([]byte, 0, len(raw)+16), v, 0))
 }
 
 const maxDepth = 32
 
-func (r *Redactor) value(v any, depth int) any {
+// appendValue appends the JSON encoding of the redacted copy of v, a value
+// decoded with UseNumber, byte for byte as json.Marshal encodes it: object
+// keys sorted, HTML-safe string escaping. Values under secret keys become
+// Redacted; when two keys redact to the same text, the value of the last
+// one (in sorted order of the original keys) is kept, as a map assignment
+// in that order would.
+func (r *Redactor) appendValue(b []byte, v any, depth int) []byte {
 	if depth > maxDepth {
-		return "[too deep]"
+		return appendJSONString(b, "[too deep]")
 	}
 	switch t := v.(type) {
 	case map[string]any:
@@ -180,31 +185,63 @@ func (r *Redactor) value(v any, depth int) any {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
-		out := make(map[string]any, len(t))
-		for _, k := range keys {
-			rk := r.String(k)
-			if r.SecretKey(k) {
-				out[rk] = Redacted
+		type member struct {
+			out, key string // redacted and original key
+			secret   bool
+		}
+		members := make([]member, len(keys))
+		for i, k := range keys {
+			members[i] = member{out: r.String(k), key: k, secret: r.SecretKey(k)}
+		}
+		// Stable: among equal redacted keys the original order, so the last
+		// of each run is the one a map assignment would keep.
+		sort.SliceStable(members, func(i, j int) bool { return members[i].out < members[j].out })
+		b = append(b, '{')
+		first := true
+		for i, m := range members {
+			if i+1 < len(members) && members[i+1].out == m.out {
 				continue
 			}
-			out[rk] = r.value(t[k], depth+1)
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			b = appendJSONString(b, m.out)
+			b = append(b, ':')
+			if m.secret {
+				b = appendJSONString(b, Redacted)
+			} else {
+				b = r.appendValue(b, t[m.key], depth+1)
+			}
 		}
-		return out
+		return append(b, '}')
 	case []any:
-		out := make([]any, len(t))
+		b = append(b, '[')
 		for i, e := range t {
-			out[i] = r.value(e, depth+1)
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = r.appendValue(b, e, depth+1)
 		}
-		return out
+		return append(b, ']')
 	case string:
-		return r.String(t)
+		return appendJSONString(b, r.String(t))
 	case json.Number:
 		s := string(t)
 		if len(s) > 64 || r.Scrub(s) != s {
-			return r.String(s) // a known secret can be all digits
+			return appendJSONString(b, r.String(s)) // a known secret can be all digits
 		}
-		return t
+		return append(b, s...) // valid: the decoder produced it
+	case bool:
+		return strconv.AppendBool(b, t)
+	case nil:
+		return append(b, "null"...)
 	default:
-		return t
+		// Not produced by a Decoder with UseNumber; encode as json.Marshal would.
+		enc, err := json.Marshal(t)
+		if err != nil {
+			return appendJSONString(b, "[unencodable arguments]")
+		}
+		return append(b, enc...)
 	}
 }

@@ -1,0 +1,94 @@
+package audit
+
+import (
+	"bytes"
+	"encoding/json"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// marshalRedacted is the encoding Arguments used before appendValue: the
+// redacted copy built as maps and slices, then json.Marshal. appendValue
+// must write the same bytes.
+func marshalRedacted(r *Redactor, v any) string {
+	var value func(v any, depth int) any
+	value = func(v any, depth int) any {
+		if depth > maxDepth {
+			return "[too deep]"
+		}
+		switch t := v.(type) {
+		case map[string]any:
+			keys := make([]string, 0, len(t))
+			for k := range t {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			out := make(map[string]any, len(t))
+			for _, k := range keys {
+				rk := r.String(k)
+				if r.SecretKey(k) {
+					out[rk] = Redacted
+					continue
+				}
+				out[rk] = value(t[k], depth+1)
+			}
+			return out
+		case []any:
+			out := make([]any, len(t))
+			for i, e := range t {
+				out[i] = value(e, depth+1)
+			}
+			return out
+		case string:
+			return r.String(t)
+		case json.Number:
+			s := string(t)
+			if len(s) > 64 || r.Scrub(s) != s {
+				return r.String(s)
+			}
+			return t
+		default:
+			return t
+		}
+	}
+	b, err := json.Marshal(value(v, 0))
+	if err != nil {
+		return `"[unencodable arguments]"`
+	}
+	return string(b)
+}
+
+// FuzzArgumentsEncoding checks that appendValue writes exactly what
+// json.Marshal of the redacted copy does, including keys that redact to the
+// same text, deep nesting, numbers and invalid UTF-8.
+func FuzzArgumentsEncoding(f *testing.F) {
+	for _, seed := range []string{
+		`{"title":"x","b":[1,2.5e3,-0,true,false,null],"a":{"z":"<&>","y":"\u2028"}}`,
+		`{"password":"p","Password":"q","pass_word":1,"token":{"x":1}}`,
+		`{"eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl":1,"eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJib2IifQ.c2lnbmF0dXJl":2}`,
+		`{"` + strings.Repeat("k", 300) + `a":1,"` + strings.Repeat("k", 300) + `b":2}`,
+		strings.Repeat(`[`, 40) + strings.Repeat(`]`, 40),
+		strings.Repeat(`{"a":`, 40) + `1` + strings.Repeat(`}`, 40),
+		"{\"\xff\":\"\xfe\",\"\\ud800\":\"\\udc00x\"}",
+		`12345678901234567890123456789012345678901234567890123456789012345678901234567890`,
+		`"known-host-secret-PLANTED-42"`,
+		`{"n":123456789012345678901234567890,"m":1e400,"k":known}`,
+		`{"x":"known-host-secret-PLANTED-42","known-host-secret-PLANTED-42":"y"}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	r := &Redactor{Keys: []string{"Ticket"}, Secrets: []string{"known-host-secret-PLANTED-42"}, MaxValue: 64}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		dec := json.NewDecoder(bytes.NewReader(bytes.TrimSpace(raw)))
+		dec.UseNumber()
+		var v any
+		if err := dec.Decode(&v); err != nil || dec.More() {
+			return
+		}
+		want := marshalRedacted(r, v)
+		if got := string(r.appendValue(nil, v, 0)); got != want {
+			t.Fatalf("appendValue(%q)\n got %s\nwant %s", raw, got, want)
+		}
+	})
+}
