@@ -107,6 +107,18 @@ func Prune(ctx context.Context, cfg PruneConfig) (PruneResult, error) {
 		return res, fmt.Errorf("audit prune: %w", err)
 	}
 	defer db.Close()
+	// The whole chain must verify first, including that the newest
+	// checkpoint was written by a prune: otherwise a forged checkpoint (rows
+	// deleted by hand) would be laundered by the genuine one this prune adds.
+	r, err := OpenReader(ctx, cfg.Path)
+	if err != nil {
+		return res, fmt.Errorf("audit prune: %w", err)
+	}
+	_, verr := r.Verify(ctx)
+	_ = r.Close()
+	if verr != nil {
+		return res, fmt.Errorf("audit prune: %w: %w; pruning would erase the evidence", ErrPruneRefused, verr)
+	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	session := hex.EncodeToString(b[:])

@@ -263,7 +263,8 @@ func (r *Reader) Verify(ctx context.Context) (VerifyResult, error) {
 		if !confirmed && row.Event == EventPrune {
 			var a pruneArgs
 			if json.Unmarshal([]byte(row.Arguments), &a) == nil && a.Checkpoint == res.CheckpointID &&
-				a.LastID == checkpointID && a.LastHash == checkpointHash && a.PrunedRows == res.Pruned {
+				a.LastID == checkpointID && a.LastHash == checkpointHash && a.PrunedRows == res.Pruned &&
+				a.Before == res.PrunedBefore {
 				confirmed = true
 			}
 		}
