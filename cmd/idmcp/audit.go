@@ -300,8 +300,8 @@ func tailLine(r audit.Row) string {
 	if len(r.Actors) > 0 {
 		who += " (" + strings.Join(r.Actors, ">") + ")"
 	}
-	return fmt.Sprintf("%d  %s  %-15s %s  %s  %s/%s  %s", r.ID, localTime(r.TS), r.Event, who, dash(r.Tool),
-		dash(r.Decision), dash(r.Outcome), oneLine(r.Reason, 120))
+	return termSafe(fmt.Sprintf("%d  %s  %-15s %s  %s  %s/%s  %s", r.ID, localTime(r.TS), r.Event, who, dash(r.Tool),
+		dash(r.Decision), dash(r.Outcome), oneLine(r.Reason, 120)))
 }
 
 func auditExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -377,7 +377,7 @@ func sqlCell(v any) string {
 	case nil:
 		return "NULL"
 	case string:
-		return strings.NewReplacer("\t", `\t`, "\n", `\n`, "\r", `\r`).Replace(t)
+		return termSafe(strings.NewReplacer("\t", `\t`, "\n", `\n`, "\r", `\r`).Replace(t))
 	case float64:
 		return strconv.FormatFloat(t, 'g', -1, 64)
 	}
@@ -496,8 +496,8 @@ func printRows(w io.Writer, rows []audit.Row) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tTIME\tEVENT\tSUBJECT\tCLIENT\tACTORS\tTOOL\tDECISION\tOUTCOME\tREASON")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, localTime(r.TS), r.Event, dash(r.Subject), dash(r.ClientID),
-			dash(strings.Join(r.Actors, ">")), dash(r.Tool), dash(r.Decision), dash(r.Outcome), oneLine(r.Reason, 100))
+		fmt.Fprint(tw, termSafe(fmt.Sprintf("%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, localTime(r.TS), r.Event, dash(r.Subject), dash(r.ClientID),
+			dash(strings.Join(r.Actors, ">")), dash(r.Tool), dash(r.Decision), dash(r.Outcome), oneLine(r.Reason, 100))))
 	}
 	return tw.Flush()
 }
@@ -512,4 +512,29 @@ func oneLine(s string, max int) string {
 		return s[:cut] + "…"
 	}
 	return dash(s)
+}
+
+// termSafe escapes control characters (C0 but tab and newline, DEL, C1) so
+// that a value a client chose (a tool name, its clientInfo) cannot move the
+// cursor or erase lines of an operator's terminal.
+func termSafe(s string) string {
+	if !strings.ContainsFunc(s, unsafeRune) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case !unsafeRune(r):
+			b.WriteRune(r)
+		case r < 0x100:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		default:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		}
+	}
+	return b.String()
+}
+
+func unsafeRune(r rune) bool {
+	return (r < 0x20 && r != '\t' && r != '\n') || (r >= 0x7f && r < 0xa0) || r == 0x2028 || r == 0x2029 || r == 0x202e
 }
