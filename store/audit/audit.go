@@ -500,6 +500,15 @@ func (l *Log) send(req request) error {
 	}
 }
 
+// TSFormat is how ts is stored: UTC, RFC 3339 with exactly nine fractional
+// digits. A fixed width keeps text order equal to time order (RFC3339Nano
+// drops trailing zeros, and "…00.1Z" sorts before "…00Z"), which the
+// --since filters, prune and plain SQL comparisons rely on.
+const TSFormat = "2006-01-02T15:04:05.000000000Z07:00"
+
+// FormatTS formats t as stored in the ts column.
+func FormatTS(t time.Time) string { return t.UTC().Format(TSFormat) }
+
 func (l *Log) toRow(ev Event) Row {
 	t := ev.Time
 	if t.IsZero() {
@@ -513,21 +522,29 @@ func (l *Log) toRow(ev Event) Row {
 			actors[i] = r.Scrub(a)
 		}
 	}
+	// Text is made valid UTF-8 before it is hashed: the canonical encoding
+	// maps every invalid byte to U+FFFD, so two different invalid byte
+	// strings (from a percent-decoded URL path, say) would hash alike and an
+	// edit between them would go unnoticed.
+	v := func(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
+	for i := range actors {
+		actors[i] = v(actors[i])
+	}
 	row := Row{
-		TS:           t.UTC().Format(time.RFC3339Nano),
-		Transport:    ev.Transport,
-		Session:      ev.Session,
-		Event:        ev.Event,
-		Subject:      r.Scrub(ev.Subject),
-		ClientID:     r.Scrub(ev.ClientID),
-		ClientName:   r.String(ev.ClientName),
+		TS:           FormatTS(t),
+		Transport:    v(ev.Transport),
+		Session:      v(ev.Session),
+		Event:        v(ev.Event),
+		Subject:      v(r.Scrub(ev.Subject)),
+		ClientID:     v(r.Scrub(ev.ClientID)),
+		ClientName:   v(r.String(ev.ClientName)),
 		Actors:       actors,
-		AuthMethod:   ev.AuthMethod,
-		Tool:         r.String(ev.Tool),
-		Arguments:    argumentsText(r, ev),
-		Decision:     ev.Decision,
-		Reason:       r.String(ev.Reason),
-		Outcome:      ev.Outcome,
+		AuthMethod:   v(ev.AuthMethod),
+		Tool:         v(r.String(ev.Tool)),
+		Arguments:    v(argumentsText(r, ev)),
+		Decision:     v(ev.Decision),
+		Reason:       v(r.String(ev.Reason)),
+		Outcome:      v(ev.Outcome),
 		DurationUS:   ev.Duration.Microseconds(),
 		ResultBytes:  ev.ResultBytes,
 		ResultSHA256: ev.ResultSHA256,
@@ -893,7 +910,7 @@ func (l *Log) recoveredRow() *Row {
 	r := l.toRow(Event{Time: now, Event: EventRecovered, Outcome: OK})
 	r.Reason = l.cfg.Redactor.Scrub(fmt.Sprintf(
 		"audit log unavailable from %s to %s: %d row(s) not written (their callers got errors), %d health check(s) failed (tool calls refused); last error: %v",
-		l.failSince.UTC().Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano), l.lost, l.refused.Load(), l.failErr))
+		FormatTS(l.failSince), FormatTS(now), l.lost, l.refused.Load(), l.failErr))
 	r.prepare()
 	return &r
 }

@@ -141,7 +141,7 @@ func pruneBatch(ctx context.Context, db *sql.DB, cfg PruneConfig, session string
 		return 0, err
 	}
 	defer func() { _ = tx.Rollback() }()
-	before := cfg.Before.UTC().Format(time.RFC3339Nano)
+	before := FormatTS(cfg.Before)
 	var first, last, boundary sql.NullInt64
 	if err := tx.QueryRowContext(ctx, "SELECT min(id), max(id) FROM audit_log").Scan(&first, &last); err != nil {
 		return 0, err
@@ -218,7 +218,7 @@ func pruneBatch(ctx context.Context, db *sql.DB, cfg PruneConfig, session string
 		}
 	}
 	cp, err := tx.ExecContext(ctx, "INSERT INTO audit_checkpoint (ts, pruned_before, pruned_rows, last_id, last_hash) VALUES (?, ?, ?, ?, ?)",
-		now.UTC().Format(time.RFC3339Nano), before, n, lastID, lastHash)
+		FormatTS(now), before, n, lastID, lastHash)
 	if err != nil {
 		return 0, err
 	}
@@ -235,7 +235,7 @@ func pruneBatch(ctx context.Context, db *sql.DB, cfg PruneConfig, session string
 	}
 	args, _ := json.Marshal(pruneArgs{Before: before, Checkpoint: cpID, PrunedRows: n, FirstID: first.Int64, LastID: lastID, LastHash: lastHash})
 	row := Row{
-		ID: headID + 1, TS: now.UTC().Format(time.RFC3339Nano), Transport: "cli", Session: session,
+		ID: headID + 1, TS: FormatTS(now), Transport: "cli", Session: session,
 		Event: EventPrune, Subject: cfg.Actor, AuthMethod: "os-user", Arguments: string(args), Outcome: OK,
 		Reason:   fmt.Sprintf("pruned %d row(s), ids %d to %d, older than %s; checkpoint %d", n, first.Int64, lastID, before, cpID),
 		PrevHash: headHash,

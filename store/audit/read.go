@@ -56,10 +56,10 @@ func (f Filter) where() (string, []any) {
 	var args []any
 	add := func(cond string, v any) { where = append(where, cond); args = append(args, v) }
 	if !f.Since.IsZero() {
-		add("ts >= ?", f.Since.UTC().Format(time.RFC3339Nano))
+		add("ts >= ?", FormatTS(f.Since))
 	}
 	if !f.Until.IsZero() {
-		add("ts < ?", f.Until.UTC().Format(time.RFC3339Nano))
+		add("ts < ?", FormatTS(f.Until))
 	}
 	if f.Subject != "" {
 		add("subject = ?", f.Subject)
