@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -23,19 +24,85 @@ const DefaultMaxValue = 256
 // letters and digits only) whose values are always redacted.
 var secretKeyParts = []string{
 	"password", "passwd", "passphrase", "secret", "token", "apikey",
-	"authorization", "credential", "privatekey", "accesskey", "cookie", "bearer",
+	"authorization", "credential", "privatekey", "privkey", "accesskey", "cookie", "bearer",
+	"sshkey", "signingkey", "clientkey", "jwt",
 }
 
 // secretKeyExact are whole normalised names whose values are redacted.
-var secretKeyExact = []string{"auth", "pwd", "pin", "otp", "sessionid"}
+var secretKeyExact = []string{"auth", "pwd", "pw", "pass", "pin", "otp", "sessionid"}
 
 // secretValueRE matches values that are secrets wherever they appear: JWTs,
 // bearer credentials, PEM private keys and idmcp host tokens.
 var secretValueRE = regexp.MustCompile(
 	`eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*` +
-		`|(?i:bearer)\s+[A-Za-z0-9._~+/=-]{6,}` +
-		`|-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?s:.*?)(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|$)` +
+		`|(?i:bearer)[\s\p{Zs}]+[A-Za-z0-9._~+/=-]{6,}` +
+		`|-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----(?s:.*?)(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|$)` +
 		`|idmcp_[A-Za-z0-9_-]{16,}`)
+
+// credentialRE matches credentials inside larger text whose surroundings
+// are kept: HTTP Basic credentials (redacted only when they decode to
+// "user:password"), a URL's userinfo password, secret query parameters, and
+// command-line flags that name a secret ("--password=x", "--api-key x").
+// Each alternative has two groups: what is kept, then the secret.
+var credentialRE = regexp.MustCompile(
+	`(?i)(\bbasic[\s\p{Zs}]+)([A-Za-z0-9+/]{8,}={0,2})` +
+		`|(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)([^/\s@]+)@` +
+		`|(?i)([?&;](?:access_token|id_token|refresh_token|token|api_key|apikey|key|password|passwd|secret|client_secret|sig|signature)=)([^&\s#"']+)` +
+		`|(?i)(--?[a-z0-9_-]*(?:password|passwd|passphrase|secret|token|api[_-]?key)[a-z0-9_-]*(?:=|[\s\p{Zs}]+))([^\s"']+)`)
+
+// scrubCredentials redacts credentialRE's secrets in s.
+func scrubCredentials(s string) string {
+	ms := credentialRE.FindAllStringSubmatchIndex(s, -1)
+	if ms == nil {
+		return s
+	}
+	var b strings.Builder
+	last := 0
+	for _, m := range ms {
+		for g := 1; g+1 < len(m)/2; g += 2 {
+			keep, sec := m[2*g:2*g+2], m[2*g+2:2*g+4]
+			if keep[0] < 0 {
+				continue
+			}
+			if g == 1 { // Basic: only "user:password" in base64
+				dec, err := base64.StdEncoding.DecodeString(s[sec[0]:sec[1]])
+				if err != nil || !bytes.ContainsRune(dec, ':') {
+					break
+				}
+			}
+			b.WriteString(s[last:sec[0]])
+			b.WriteString(Redacted)
+			last = sec[1]
+			break
+		}
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+// mayMatchCredential reports whether s contains a literal every
+// credentialRE match needs.
+func mayMatchCredential(s string) bool {
+	if strings.Contains(s, "://") {
+		return true
+	}
+	if !strings.ContainsAny(s, "=-bB") {
+		return false
+	}
+	l := strings.ToLower(s)
+	return strings.Contains(l, "basic") ||
+		(strings.ContainsAny(s, "=-") && (strings.Contains(l, "pass") || strings.Contains(l, "secret") ||
+			strings.Contains(l, "token") || strings.Contains(l, "key") || strings.Contains(l, "sig")))
+}
+
+// secretFlag reports whether s is a command-line flag naming a secret
+// ("--password", "-api-key"): the array element after it is its value.
+func (r *Redactor) secretFlag(s string) bool {
+	if len(s) < 2 || s[0] != '-' || len(s) > 64 || strings.ContainsAny(s, "= \t") {
+		return false
+	}
+	return r.SecretKey(strings.TrimLeft(s, "-"))
+}
 
 // Redactor makes the copy of tool arguments that the audit log keeps. It
 // never mutates its input.
@@ -111,10 +178,13 @@ func (r *Redactor) Scrub(s string) string {
 			}
 		}
 	}
-	if !mayMatchSecretValue(s) {
-		return s // the common case, without running the regexp
+	if mayMatchSecretValue(s) {
+		s = secretValueRE.ReplaceAllString(s, Redacted)
 	}
-	return secretValueRE.ReplaceAllString(s, Redacted)
+	if mayMatchCredential(s) {
+		s = scrubCredentials(s)
+	}
+	return s
 }
 
 // mayMatchSecretValue reports whether s contains a literal that every match
@@ -168,6 +238,13 @@ func (r *Redactor) Arguments(raw []byte) string {
 
 const maxDepth = 32
 
+// afterSecretFlag reports whether prev, an array element, is a flag naming a
+// secret, so that the element after it is the secret.
+func (r *Redactor) afterSecretFlag(prev any) bool {
+	s, ok := prev.(string)
+	return ok && r.secretFlag(s)
+}
+
 // appendValue appends the JSON encoding of the redacted copy of v, a value
 // decoded with UseNumber, byte for byte as json.Marshal encodes it: object
 // keys sorted, HTML-safe string escaping. Values under secret keys become
@@ -220,6 +297,10 @@ func (r *Redactor) appendValue(b []byte, v any, depth int) []byte {
 		for i, e := range t {
 			if i > 0 {
 				b = append(b, ',')
+			}
+			if _, ok := e.(string); ok && i > 0 && r.afterSecretFlag(t[i-1]) {
+				b = appendJSONString(b, Redacted) // ["--password", "hunter2"]
+				continue
 			}
 			b = r.appendValue(b, e, depth+1)
 		}

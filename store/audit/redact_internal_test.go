@@ -37,6 +37,10 @@ func marshalRedacted(r *Redactor, v any) string {
 		case []any:
 			out := make([]any, len(t))
 			for i, e := range t {
+				if _, ok := e.(string); ok && i > 0 && r.afterSecretFlag(t[i-1]) {
+					out[i] = Redacted
+					continue
+				}
 				out[i] = value(e, depth+1)
 			}
 			return out
