@@ -56,6 +56,9 @@ func DSN(path string, readOnly bool, sync Sync) string {
 		q.Add("_pragma", "synchronous("+string(sync)+")")
 		q.Set("_txlock", "immediate")
 	}
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs // a relative path would otherwise become /path
+	}
 	p := filepath.ToSlash(path)
 	if !strings.HasPrefix(p, "/") {
 		// Windows drive paths: file:///C:/... is what SQLite expects.

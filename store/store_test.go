@@ -135,6 +135,16 @@ func TestOpen_OddDataDirNames(t *testing.T) {
 	}
 }
 
+func TestDSN_RelativePath(t *testing.T) {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := store.DSN(filepath.Join("rel", "a.db"), false, ""); !strings.Contains(d, filepath.ToSlash(filepath.Join(wd, "rel"))) {
+		t.Fatalf("DSN of a relative path %q does not resolve it against %s", d, wd)
+	}
+}
+
 func TestDSN(t *testing.T) {
 	w := store.DSN("/data/a b.db", false, store.SyncNormal)
 	for _, want := range []string{"file:///data/a%20b.db?", "journal_mode%28WAL%29", "synchronous%28NORMAL%29", "_txlock=immediate", "temp_store%28MEMORY%29"} {

@@ -397,8 +397,8 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	res, err := r.Verify(ctx)
 	if err != nil {
 		if errors.Is(err, audit.ErrTampered) {
-			fmt.Fprintf(stdout, "TAMPERED (%s): %v\nchecked %d rows; the chain is intact up to row %d\n", res.Kind, err, res.Rows, res.HeadID)
-			return &exitError{code: 1, err: err}
+			fmt.Fprintf(stdout, "TAMPERED (%s): %v\nchecked %d rows; first damaged row: %d\n", res.Kind, err, res.Rows, res.BadID)
+			return &exitError{code: 1, err: err, quiet: true} // said on stdout already
 		}
 		return err
 	}

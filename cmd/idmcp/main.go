@@ -40,6 +40,8 @@ Run 'idmcp COMMAND -h' for a command's flags.
 type exitError struct {
 	code int
 	err  error
+	// quiet: the command already reported the error; main only exits.
+	quiet bool
 }
 
 func (e *exitError) Error() string { return e.err.Error() }
@@ -52,10 +54,11 @@ func main() {
 	if err != nil {
 		code := 1
 		var ee *exitError
+		quiet := false
 		if errors.As(err, &ee) {
-			code = ee.code
+			code, quiet = ee.code, ee.quiet
 		}
-		if !errors.Is(err, flag.ErrHelp) {
+		if !errors.Is(err, flag.ErrHelp) && !quiet {
 			fmt.Fprintln(os.Stderr, "idmcp:", err)
 		} else {
 			code = 0
