@@ -86,13 +86,32 @@ func mayMatchCredential(s string) bool {
 	if strings.Contains(s, "://") {
 		return true
 	}
-	if !strings.ContainsAny(s, "=-bB") {
+	if containsFold(s, "basic") {
+		return true
+	}
+	if !strings.ContainsAny(s, "=-") {
 		return false
 	}
-	l := strings.ToLower(s)
-	return strings.Contains(l, "basic") ||
-		(strings.ContainsAny(s, "=-") && (strings.Contains(l, "pass") || strings.Contains(l, "secret") ||
-			strings.Contains(l, "token") || strings.Contains(l, "key") || strings.Contains(l, "sig")))
+	return containsFold(s, "pass") || containsFold(s, "secret") || containsFold(s, "token") ||
+		containsFold(s, "key") || containsFold(s, "sig")
+}
+
+// containsFold reports whether s contains word (lower-case ASCII letters) in
+// any ASCII case, without allocating: this runs on every audited string.
+func containsFold(s, word string) bool {
+	for i := 0; i+len(word) <= len(s); i++ {
+		if s[i]|0x20 != word[0] {
+			continue
+		}
+		j := 1
+		for j < len(word) && s[i+j]|0x20 == word[j] {
+			j++
+		}
+		if j == len(word) {
+			return true
+		}
+	}
+	return false
 }
 
 // secretFlag reports whether s is a command-line flag naming a secret
