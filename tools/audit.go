@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/idmcp/idmcp/auth"
@@ -154,6 +156,10 @@ func AuditQuery(cfg AuditQueryConfig) Spec {
 
 // parseSince accepts a duration back from now or an RFC 3339 time.
 func parseSince(s string, now time.Time) (time.Time, error) {
+	// "7d", as the CLI accepts: days are 24 h here.
+	if n, err := strconv.Atoi(strings.TrimSuffix(s, "d")); err == nil && strings.HasSuffix(s, "d") && n >= 0 && n <= 3660 {
+		return now.Add(-time.Duration(n) * 24 * time.Hour), nil
+	}
 	if d, err := time.ParseDuration(s); err == nil {
 		if d < 0 {
 			return time.Time{}, fmt.Errorf("since %q: a duration back from now must be positive: %w", s, ErrInput)
@@ -165,5 +171,5 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 			return t, nil
 		}
 	}
-	return time.Time{}, fmt.Errorf("since %q: want a duration (30m, 24h) or an RFC 3339 time (2026-01-02T15:04:05Z): %w", s, ErrInput)
+	return time.Time{}, fmt.Errorf("since %q: want a duration (30m, 24h, 7d) or an RFC 3339 time (2026-01-02T15:04:05Z): %w", s, ErrInput)
 }

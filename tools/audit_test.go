@@ -41,6 +41,7 @@ func TestAuditQuery(t *testing.T) {
 		{"Defaults", alice, `{}`, audit.Filter{Subject: "alice", Limit: 50}, ""},
 		{"OwnSubject", alice, `{"subject":"alice","tool":"todo_list","decision":"deny","event":"tools/call","limit":500}`,
 			audit.Filter{Subject: "alice", Tool: "todo_list", Decision: "deny", Event: "tools/call", Limit: 500}, ""},
+		{"SinceDays", alice, `{"since":"7d"}`, audit.Filter{Subject: "alice", Since: now.Add(-7 * 24 * time.Hour), Limit: 50}, ""},
 		{"SinceDuration", alice, `{"since":"90m"}`, audit.Filter{Subject: "alice", Since: now.Add(-90 * time.Minute), Limit: 50}, ""},
 		{"SinceTime", alice, `{"since":"2026-11-01T00:00:00Z"}`, audit.Filter{Subject: "alice", Since: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), Limit: 50}, ""},
 		{"OwnRowsAreSubjectAndClient", &auth.Principal{Subject: "root", ClientID: "laptop", Scopes: []string{"audit:read"}}, `{}`,
