@@ -23,6 +23,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/idmcp/idmcp/auth"
+	jwtauth "github.com/idmcp/idmcp/auth/jwt"
 	"github.com/idmcp/idmcp/store/audit"
 )
 
@@ -145,7 +146,7 @@ func (c HTTPConfig) Validate() error {
 	if err != nil || !u.IsAbs() || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 		return fmt.Errorf("field \"resource\": %q must be an absolute https URL without query or fragment: %w", c.Resource, auth.ErrInvalidConfig)
 	}
-	if u.Scheme != "https" && (u.Scheme != "http" || !isLoopbackHost(u.Hostname())) {
+	if u.Scheme != "https" && (u.Scheme != "http" || !jwtauth.IsLoopbackHost(u.Hostname())) {
 		return fmt.Errorf("field \"resource\": %q must be an https URL (http only on loopback): %w", c.Resource, auth.ErrInvalidConfig)
 	}
 	if len(c.AuthorizationServers) == 0 {
@@ -608,19 +609,10 @@ func (h *HTTP) checkHost(r *http.Request) error {
 	if hh, _, err := net.SplitHostPort(host); err == nil {
 		host = hh
 	}
-	if isLoopbackHost(host) || strings.EqualFold(host, h.resourceHost) {
+	if jwtauth.IsLoopbackHost(host) || strings.EqualFold(host, h.resourceHost) {
 		return nil
 	}
 	return fmt.Errorf("%w: %q", errHost, r.Host)
-}
-
-// isLoopbackHost reports whether host (no port) names the loopback interface.
-func isLoopbackHost(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(strings.Trim(host, "[]"))
-	return ip != nil && ip.IsLoopback()
 }
 
 // normalizeOrigin returns scheme://host[:port] in lower case, or an error
