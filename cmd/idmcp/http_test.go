@@ -134,22 +134,6 @@ func bearerClient(t *testing.T, url, token string, legacy bool) *client.Client {
 	return c
 }
 
-func bearerToolNames(t *testing.T, c *client.Client) []string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	lt, err := c.ListTools(ctx, mcp.ListToolsRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, tool := range lt.Tools {
-		names = append(names, tool.Name)
-	}
-	slices.Sort(names)
-	return names
-}
-
 // TestServeHTTP_ResourceServer runs `idmcp serve --http` against an issuer
 // served on loopback (RFC 8414 metadata discovered from --issuer, a JWKS,
 // RS256 tokens) and drives it with mcp-go's Streamable HTTP client.
@@ -220,7 +204,7 @@ func TestServeHTTP_ResourceServer(t *testing.T) {
 				if tc.roles != nil {
 					extra = []any{"roles", tc.roles}
 				}
-				names := bearerToolNames(t, bearerClient(t, s.resource, token("bob", tc.scope, extra...), tc.legacy))
+				names := listToolNames(t, bearerClient(t, s.resource, token("bob", tc.scope, extra...), tc.legacy))
 				for _, w := range tc.want {
 					if !slices.Contains(names, w) {
 						t.Fatalf("tools=%v, missing %s", names, w)

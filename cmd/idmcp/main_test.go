@@ -1,11 +1,15 @@
 package main_test
 
 import (
+	"slices"
+
 	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/mcp"
 	"io"
 	"os"
 	"os/exec"
@@ -130,7 +134,14 @@ type rawServer struct {
 // startRaw starts `idmcp serve` with args and env.
 func startRaw(t testing.TB, env []string, args ...string) *rawServer {
 	t.Helper()
-	cmd := exec.Command(binPath, append([]string{"serve"}, args...)...)
+	return startRawBin(t, binPath, env, args...)
+}
+
+// startRawBin starts `bin serve` (the product binary or a test build of it)
+// with args and env.
+func startRawBin(t testing.TB, bin string, env []string, args ...string) *rawServer {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"serve"}, args...)...)
 	cmd.Env = cleanEnv(env...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -282,4 +293,21 @@ func auditRows(t testing.TB, dataDir string, extra ...string) []map[string]any {
 		rows = append(rows, m)
 	}
 	return rows
+}
+
+// listToolNames returns the sorted names of the tools c's tools/list shows.
+func listToolNames(t *testing.T, c *client.Client) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	lt, err := c.ListTools(ctx, mcp.ListToolsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, tool := range lt.Tools {
+		names = append(names, tool.Name)
+	}
+	slices.Sort(names)
+	return names
 }

@@ -68,22 +68,6 @@ func policyOutcome(t *testing.T, c *client.Client, tool string, args map[string]
 	return "allowed", res
 }
 
-func policyToolNames(t *testing.T, c *client.Client) []string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	lt, err := c.ListTools(ctx, mcp.ListToolsRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, tool := range lt.Tools {
-		names = append(names, tool.Name)
-	}
-	slices.Sort(names)
-	return names
-}
-
 // TestPolicy_OverrideEndToEnd runs the built binary three times for the same
 // host profile (todo:read todo:write, no role): without a policy, with a
 // policy that disables todo_delete and makes todo_create need the role
@@ -104,7 +88,7 @@ roles = ["editor"]
 		c := policyClient(t, dataDir, "laptop", secret)
 		// audit_query needs audit:read and todo_delete the admin role, which
 		// laptop lacks; the files tools need --workspace.
-		if got, want := policyToolNames(t, c), []string{"todo_complete", "todo_create", "todo_list", "whoami"}; !slices.Equal(got, want) {
+		if got, want := listToolNames(t, c), []string{"todo_complete", "todo_create", "todo_list", "whoami"}; !slices.Equal(got, want) {
 			t.Fatalf("tools/list = %q, want %q", got, want)
 		}
 		if got, _ := policyOutcome(t, c, "todo_create", create); got != "allowed" {
@@ -117,7 +101,7 @@ roles = ["editor"]
 
 	t.Run("Restrict", func(t *testing.T) {
 		c := policyClient(t, dataDir, "laptop", secret, "--policy", writePolicy(t, restrict))
-		if got, want := policyToolNames(t, c), []string{"todo_list", "whoami"}; !slices.Equal(got, want) {
+		if got, want := listToolNames(t, c), []string{"todo_list", "whoami"}; !slices.Equal(got, want) {
 			t.Fatalf("tools/list = %q, want %q", got, want)
 		}
 		if got, _ := policyOutcome(t, c, "todo_create", create); !strings.Contains(got, `forbidden: tool "todo_create" requires role editor`) {
@@ -131,7 +115,7 @@ roles = ["editor"]
 	t.Run("RestrictAndGrant", func(t *testing.T) {
 		doc := restrict + "\n[hosts.laptop]\nroles = [\"editor\"]\n"
 		c := policyClient(t, dataDir, "laptop", secret, "--policy", writePolicy(t, doc))
-		if got, want := policyToolNames(t, c), []string{"todo_create", "todo_list", "whoami"}; !slices.Equal(got, want) {
+		if got, want := listToolNames(t, c), []string{"todo_create", "todo_list", "whoami"}; !slices.Equal(got, want) {
 			t.Fatalf("tools/list = %q, want %q", got, want)
 		}
 		got, res := policyOutcome(t, c, "whoami", nil)

@@ -3,7 +3,6 @@
 package main_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -180,22 +179,8 @@ func (s *served) mustTool(t *testing.T, name string, args map[string]any) toolRe
 // initializes the session.
 func (w *sandboxWorld) serveStdio(t *testing.T, bin string, env []string, args ...string) *served {
 	t.Helper()
-	cmd := exec.Command(bin, append([]string{"serve", "--profile", "probe", "--data-dir", w.dataDir}, args...)...)
-	cmd.Env = cleanEnv(env...)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &rawServer{t: t, cmd: cmd, stdin: stdin, out: bufio.NewReader(stdout), stderr: &lockedBuffer{}}
-	cmd.Stderr = s.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
+	s := startRawBin(t, bin, env, append([]string{"--profile", "probe", "--data-dir", w.dataDir}, args...)...)
+	cmd := s.cmd
 	if r := s.call("initialize", legacyInit("")); r.Error != nil {
 		t.Fatalf("initialize: %s (stderr: %s)", r.Error.Message, s.stderr.String())
 	}
