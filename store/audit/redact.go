@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -22,10 +23,10 @@ const DefaultMaxValue = 256
 
 // secretKeyParts are substrings of normalised argument names (lower case,
 // letters and digits only) whose values are always redacted.
-var secretKeyParts = []string{
-	"password", "passwd", "passphrase", "secret", "token", "apikey",
-	"authorization", "credential", "privatekey", "privkey", "accesskey", "cookie", "bearer",
-	"sshkey", "signingkey", "clientkey", "jwt",
+var secretKeyParts = [][]byte{
+	[]byte("password"), []byte("passwd"), []byte("passphrase"), []byte("secret"), []byte("token"), []byte("apikey"),
+	[]byte("authorization"), []byte("credential"), []byte("privatekey"), []byte("privkey"), []byte("accesskey"),
+	[]byte("cookie"), []byte("bearer"), []byte("sshkey"), []byte("signingkey"), []byte("clientkey"), []byte("jwt"),
 }
 
 // secretKeyExact are whole normalised names whose values are redacted.
@@ -135,32 +136,43 @@ type Redactor struct {
 	MaxValue int
 }
 
-func normKey(k string) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(k) {
-		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
-			b.WriteRune(r)
+func normKey(k string) string { return string(appendNormKey(nil, k)) }
+
+// appendNormKey appends the normalised form of k to b: lower case, letters
+// and digits only (unicode.ToLower per rune, as strings.ToLower does, so
+// that the Kelvin sign still reads as k).
+func appendNormKey(b []byte, k string) []byte {
+	for _, c := range k {
+		if c >= utf8.RuneSelf {
+			c = unicode.ToLower(c)
+		} else if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') {
+			b = append(b, byte(c))
 		}
 	}
-	return b.String()
+	return b
 }
 
 // SecretKey reports whether an argument named k holds a secret.
 func (r *Redactor) SecretKey(k string) bool {
-	n := normKey(k)
+	var buf [64]byte // keys are short: no allocation on this per-key path
+	n := appendNormKey(buf[:0], k)
 	for _, p := range secretKeyParts {
-		if strings.Contains(n, p) {
+		if bytes.Contains(n, p) {
 			return true
 		}
 	}
 	for _, e := range secretKeyExact {
-		if n == e {
+		if string(n) == e {
 			return true
 		}
 	}
 	if r != nil {
+		var ebuf [64]byte
 		for _, extra := range r.Keys {
-			if n == normKey(extra) {
+			if string(n) == string(appendNormKey(ebuf[:0], extra)) {
 				return true
 			}
 		}
@@ -197,6 +209,9 @@ func (r *Redactor) Scrub(s string) string {
 			}
 		}
 	}
+	if !maybeSecret(s) {
+		return s
+	}
 	if mayMatchSecretValue(s) {
 		s = secretValueRE.ReplaceAllString(s, Redacted)
 	}
@@ -204,6 +219,65 @@ func (r *Redactor) Scrub(s string) string {
 		s = scrubCredentials(s)
 	}
 	return s
+}
+
+// maybeSecret reports, in one pass over s, whether mayMatchSecretValue or
+// mayMatchCredential might: it runs on every audited string, most of which
+// contain none of their literals.
+func maybeSecret(s string) bool {
+	eqDash, word := false, false
+	for i := 0; i < len(s); i++ {
+		rest := s[i:]
+		switch s[i] {
+		case '=', '-':
+			eqDash = true
+		case ':':
+			if strings.HasPrefix(rest, "://") {
+				return true
+			}
+		case 'e':
+			if strings.HasPrefix(rest, "eyJ") {
+				return true
+			}
+		case 'i':
+			if strings.HasPrefix(rest, "idmcp_") {
+				return true
+			}
+		case 'P':
+			if strings.HasPrefix(rest, "PRIVATE KEY") {
+				return true
+			}
+		}
+		switch s[i] | 0x20 { // ASCII letters in either case; no other byte maps to these
+		case 'b':
+			if hasPrefixFold(rest, "bearer") || hasPrefixFold(rest, "basic") {
+				return true
+			}
+		case 'p':
+			word = word || hasPrefixFold(rest, "pass")
+		case 's':
+			word = word || hasPrefixFold(rest, "secret") || hasPrefixFold(rest, "sig")
+		case 't':
+			word = word || hasPrefixFold(rest, "token")
+		case 'k':
+			word = word || hasPrefixFold(rest, "key")
+		}
+	}
+	return eqDash && word
+}
+
+// hasPrefixFold reports whether s starts with word (lower-case ASCII
+// letters) in any ASCII case.
+func hasPrefixFold(s, word string) bool {
+	if len(s) < len(word) {
+		return false
+	}
+	for j := 0; j < len(word); j++ {
+		if s[j]|0x20 != word[j] {
+			return false
+		}
+	}
+	return true
 }
 
 // mayMatchSecretValue reports whether s contains a literal that every match
@@ -242,6 +316,14 @@ func (r *Redactor) Arguments(raw []byte) string {
 	if len(raw) == 0 {
 		return "{}"
 	}
+	if s, ok := r.fastArguments(raw); ok {
+		return s
+	}
+	return r.generalArguments(raw)
+}
+
+// generalArguments is Arguments for any trimmed, non-empty input.
+func (r *Redactor) generalArguments(raw []byte) string {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var v any

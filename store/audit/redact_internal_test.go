@@ -96,3 +96,56 @@ func FuzzArgumentsEncoding(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFastArguments checks that the fast path of Arguments, whenever it
+// answers, writes exactly what the general path does, and that it answers
+// for the plain arguments it exists for.
+func FuzzFastArguments(f *testing.F) {
+	for _, seed := range []string{
+		`{"title":"buy milk","note":"before friday","priority":2}`,
+		`{"b":1,"a":{"d":[1,-0.5e+3,true,false,null,{}],"c":[]},"password":"p","api_key":{"x":1}}`,
+		`["--password","hunter2","--token","--x","y",1,"--api-key","z"]`,
+		`{"a":1,"a":2}`, `{"b":1,"a":2,"b":3}`, `{"a":1}}`, `{"a":1} x`, `{"a":01}`, `{"a":1.}`, `{"a":-}`,
+		`{"a":"<&>"}`, `{"a":"x\"y"}`, `{"é":1}`, `{"a":"\t"}`, `{"a" : [ 1 , 2 ] }`, `{,}`, `{"a":1,}`, `[1,]`,
+		`{"url":"https://user:pw@host/x?token=abc","auth":"Bearer abcdefgh","jwt":"x"}`,
+		`{"x":"eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"}`,
+		`{"n":1234567890123456789012345678901234567890123456789012345678901234567890}`,
+		`{"Ticket":"t","known-host-secret-PLANTED-42":1,"k":"known-host-secret-PLANTED-42"}`,
+		strings.Repeat(`[`, 20) + strings.Repeat(`]`, 20), `"s"`, `12`, `true`, `nul`, `tru`, `[`, `{"a"`,
+		`{"long":"` + strings.Repeat("x", 300) + `"}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	r := &Redactor{Keys: []string{"Ticket"}, Secrets: []string{"known-host-secret-PLANTED-42"}, MaxValue: 64}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		raw = bytes.TrimSpace(raw)
+		if len(raw) == 0 {
+			return
+		}
+		got, ok := r.fastArguments(raw)
+		if !ok {
+			return
+		}
+		if want := r.generalArguments(raw); got != want {
+			t.Fatalf("fastArguments(%q)\n got %s\nwant %s", raw, got, want)
+		}
+	})
+}
+
+func TestFastArgumentsAnswers(t *testing.T) {
+	r := &Redactor{}
+	for _, raw := range []string{
+		`{"title":"buy milk","note":"before friday","priority":2}`,
+		`{"path":"notes/a.txt","content":"hello world","mode":"append","tags":["a","b"],"n":-1.5e3,"ok":true,"x":null}`,
+		`{"args":["--password","hunter2"],"password":"x"}`,
+	} {
+		got, ok := r.fastArguments([]byte(raw))
+		if !ok {
+			t.Errorf("fastArguments(%s) gave up on plain arguments", raw)
+			continue
+		}
+		if want := r.generalArguments([]byte(raw)); got != want {
+			t.Errorf("fastArguments(%s) = %s, want %s", raw, got, want)
+		}
+	}
+}
