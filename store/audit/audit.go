@@ -325,9 +325,12 @@ type Log struct {
 	stmts     writeStmts
 	hasher    hasher
 	file      os.FileInfo // the database file as opened
+	walFile   os.FileInfo // its WAL as opened
 	failSince time.Time   // start of the current outage; zero when healthy
 	failErr   error
 	lost      int64 // rows whose commit failed in this outage
+	ckpt      *checkpointer
+	walPages  int // pages appended to the WAL since the last background checkpoint began
 }
 
 // Open opens (creating and migrating as needed) the audit database and starts
@@ -369,6 +372,14 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	// The statements are prepared now, so that a database they do not fit
 	// fails Open rather than the first Append.
 	if err := l.withConn(ctx, func(dc any) error { return l.stmts.prepare(ctx, dc) }); err != nil {
+		l.stmts.close()
+		return fail(err)
+	}
+	if l.walFile, err = os.Stat(cfg.Path + "-wal"); err != nil {
+		l.stmts.close()
+		return fail(err)
+	}
+	if l.ckpt, err = startCheckpointer(ctx, cfg, l.log); err != nil {
 		l.stmts.close()
 		return fail(err)
 	}
@@ -585,6 +596,9 @@ func (l *Log) run() {
 		for _, r := range batch {
 			r.done <- err
 		}
+		if err == nil {
+			l.afterCommit()
+		}
 	}
 }
 
@@ -779,6 +793,7 @@ func (l *Log) commitConn(ctx context.Context, dc any, batch []request, recoverin
 	if err := tx.Commit(); err != nil {
 		return batch, 0, err
 	}
+	l.walPages += walPagesWritten(dc)
 	return batch, count, nil
 }
 
@@ -794,6 +809,7 @@ type writeStmts struct {
 	ready   bool // all prepared
 	conn    driverConn
 	head    driver.Stmt
+	ckpt    driver.Stmt
 	inserts [insertChunk]driver.Stmt // inserts[n-1] inserts n rows
 	args    []driver.NamedValue      // scratch for insert's parameters
 }
@@ -816,6 +832,17 @@ func (s *writeStmts) prepare(ctx context.Context, dc any) error {
 	*s = writeStmts{dc: dc, conn: c}
 	var err error
 	if s.head, err = c.PrepareContext(ctx, headSQL); err != nil {
+		return err
+	}
+	// The writer's commits never checkpoint (see checkpoint.go).
+	if s.ckpt, err = c.PrepareContext(ctx, "PRAGMA wal_autocheckpoint=0"); err != nil {
+		return err
+	}
+	if err := execStmt(ctx, s.ckpt); err != nil {
+		return err
+	}
+	_ = s.ckpt.Close()
+	if s.ckpt, err = c.PrepareContext(ctx, checkpointSQL); err != nil {
 		return err
 	}
 	for n := range s.inserts {
@@ -882,6 +909,9 @@ func (s *writeStmts) close() {
 	if s.head != nil {
 		_ = s.head.Close()
 	}
+	if s.ckpt != nil {
+		_ = s.ckpt.Close()
+	}
 	for _, st := range s.inserts {
 		if st != nil {
 			_ = st.Close()
@@ -897,8 +927,8 @@ func (l *Log) checkFile() error {
 	if err != nil || !os.SameFile(fi, l.file) {
 		return fmt.Errorf("audit database %s was removed or replaced while open; restart the server", l.cfg.Path)
 	}
-	if _, err := os.Stat(l.cfg.Path + "-wal"); err != nil {
-		return fmt.Errorf("audit database WAL %s-wal was removed while open; restart the server", l.cfg.Path)
+	if fi, err := os.Stat(l.cfg.Path + "-wal"); err != nil || !os.SameFile(fi, l.walFile) {
+		return fmt.Errorf("audit database WAL %s-wal was removed or replaced while open; restart the server", l.cfg.Path)
 	}
 	return nil
 }
@@ -933,6 +963,9 @@ func (l *Log) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("audit: drain: %w", ctx.Err())
 	}
+	// The checkpointer's connection closes first: the writer's, the last
+	// one, then checkpoints whatever is left and removes the WAL.
+	l.ckpt.close()
 	_ = l.withConn(context.Background(), func(dc any) error {
 		if dc == l.stmts.dc {
 			l.stmts.close()
