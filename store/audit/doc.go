@@ -8,7 +8,8 @@
 // load a caller waits for one small commit and at high load many share one.
 // Append returns only after the row is committed; when the file cannot be
 // written, Append and Healthy fail (wrapping ErrUnavailable) so the caller
-// can fail closed.
+// can fail closed. The WAL is checkpointed beside the writer, on a second
+// connection, rather than inside its commits (checkpoint.go).
 //
 // Rows form a SHA-256 hash chain; Reader.Verify walks it and reports the
 // first row that was edited, removed, inserted or moved. Prune is the one
