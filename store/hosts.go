@@ -1,12 +1,16 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
+	"time"
+
+	"github.com/gofrs/flock"
 
 	"github.com/idmcp/idmcp/auth"
 )
@@ -19,6 +23,28 @@ type Hosts struct {
 
 // NewHosts returns the profile file of data dir dir.
 func NewHosts(dir string) *Hosts { return &Hosts{path: filepath.Join(dir, HostsName)} }
+
+// Lock takes the data dir's lock for a read-modify-write of the profile
+// file (hosts.json.lock beside it, an OS file lock: flock on Unix,
+// LockFileEx on Windows, released by the OS if the process dies). Without
+// it two `idmcp host` commands at once would each write back the list they
+// read, and one change would be lost. Hold it from the first read to the
+// last write (Put, Remove, and anything decided in between, such as a
+// keyring entry); it waits for another holder until ctx is done.
+func (h *Hosts) Lock(ctx context.Context) (unlock func(), err error) {
+	if err := EnsureDir(filepath.Dir(h.path)); err != nil {
+		return nil, err
+	}
+	fl := flock.New(h.path + ".lock")
+	ok, err := fl.TryLockContext(ctx, 20*time.Millisecond)
+	if err != nil || !ok {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			err = fmt.Errorf("another idmcp command is changing the host profiles (%s is locked): %w", fl.Path(), ctxErr)
+		}
+		return nil, fmt.Errorf("lock host profiles: %w", err)
+	}
+	return func() { _ = fl.Unlock() }, nil
+}
 
 type hostsFile struct {
 	Version  int                 `json:"version"`
@@ -56,7 +82,8 @@ func (h *Hosts) Get(name string) (*auth.HostProfile, error) {
 	return nil, fmt.Errorf("host profile %q: %w", name, ErrNotFound)
 }
 
-// Put adds or replaces a profile.
+// Put adds or replaces a profile. Callers that decide what to put from
+// what they read hold Lock.
 func (h *Hosts) Put(p *auth.HostProfile) error {
 	all, err := h.List()
 	if err != nil {
@@ -71,7 +98,7 @@ func (h *Hosts) Put(p *auth.HostProfile) error {
 	return h.write(append(out, p))
 }
 
-// Remove deletes a profile, or returns ErrNotFound.
+// Remove deletes a profile, or returns ErrNotFound. Callers hold Lock.
 func (h *Hosts) Remove(name string) error {
 	all, err := h.List()
 	if err != nil {

@@ -178,3 +178,24 @@ func TestEnsureDir_TightensLooseDir(t *testing.T) {
 		t.Fatalf("mode %04o, want 0700", fi.Mode().Perm())
 	}
 }
+
+// A second holder of the profile lock waits, and says why when it gives up.
+func TestHosts_LockExcludes(t *testing.T) {
+	dir := t.TempDir()
+	h := store.NewHosts(dir)
+	unlock, err := h.Lock(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := store.NewHosts(dir).Lock(ctx); err == nil || !strings.Contains(err.Error(), "another idmcp command is changing the host profiles") {
+		t.Fatalf("second Lock while held: %v, want a refusal that names the other command", err)
+	}
+	unlock()
+	again, err := store.NewHosts(dir).Lock(context.Background())
+	if err != nil {
+		t.Fatalf("Lock after unlock: %v", err)
+	}
+	again()
+}

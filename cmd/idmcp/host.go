@@ -18,6 +18,9 @@ import (
 	"github.com/idmcp/idmcp/store"
 )
 
+// hostLockTimeout is how long a host command waits for another one to finish.
+const hostLockTimeout = 30 * time.Second
+
 func cmdHost(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return &exitError{code: 2, err: errors.New("usage: idmcp host add|list|rotate|remove")}
@@ -39,6 +42,17 @@ func cmdHost(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	hosts := store.NewHosts(dir)
+	if args[0] == "add" || args[0] == "rotate" || args[0] == "remove" {
+		// These read, decide, write the keyring and write hosts.json: one
+		// command at a time.
+		lockCtx, cancel := context.WithTimeout(ctx, hostLockTimeout)
+		unlock, err := hosts.Lock(lockCtx)
+		cancel()
+		if err != nil {
+			return err
+		}
+		defer unlock()
+	}
 	kr := hostKeyring()
 	needName := func() (string, error) {
 		if len(pos) != 1 {
