@@ -22,10 +22,11 @@ import (
 
 const auditUsage = `usage: idmcp audit COMMAND [flags]
 
-  query   [filters] [--limit N] [--json | --csv]   rows as an aligned table, JSON lines or CSV
+  query   [filters] [--limit N] [--json | --csv]   rows as an aligned table, JSON lines (as export) or CSV
   tail    [filters] [-n N] [-f] [--interval 500ms] [--json]   the newest rows; -f follows until Ctrl-C
   export  --format jsonl [filters] [--after-id N]  one JSON object per row (arguments as an object), for SIEMs
-  sql     "SELECT …" [--json]                      any read-only SQL on the file (mode=ro: writes fail)
+  sql     "SELECT …" [--json]                      any read-only SQL on the file (mode=ro: writes fail);
+                                                   --json: one object per row, columns in query order
   verify                                           walk the hash chain; exit 1 at the first damaged row
   prune   --before DATE                            delete rows older than DATE, keeping the chain verifiable
   schema  [--sql]                                  tables, views and example queries (--sql: the live DDL)
@@ -190,7 +191,7 @@ func auditQuery(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	switch {
 	case *asJSON:
 		enc := json.NewEncoder(stdout)
-		return r.Each(ctx, f, func(row audit.Row) error { return enc.Encode(row) })
+		return r.Each(ctx, f, func(row audit.Row) error { return enc.Encode(row.Export()) })
 	case *asCSV:
 		w := csv.NewWriter(stdout)
 		if err := w.Write(audit.CSVHeader()); err != nil {
@@ -235,7 +236,7 @@ func auditTail(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer r.Close()
 	emit := func(row audit.Row) error {
 		if *asJSON {
-			return json.NewEncoder(stdout).Encode(row)
+			return json.NewEncoder(stdout).Encode(row.Export())
 		}
 		_, err := fmt.Fprintln(stdout, tailLine(row))
 		return err
@@ -341,13 +342,9 @@ func auditSQL(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer r.Close()
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
 		return r.Select(ctx, pos[0], func(cols []string, vals []any) error {
-			obj := make(map[string]any, len(cols))
-			for i, col := range cols {
-				obj[col] = vals[i]
-			}
-			return enc.Encode(obj)
+			_, err := stdout.Write(jsonObject(cols, vals))
+			return err
 		})
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
@@ -368,6 +365,25 @@ func auditSQL(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	return tw.Flush()
+}
+
+// jsonObject returns one row of `audit sql --json`: an object with the
+// columns in the query's order (a map would sort them), one line. Values
+// JSON cannot hold (an infinite REAL) are written as text.
+func jsonObject(cols []string, vals []any) []byte {
+	b := []byte{'{'}
+	for i, col := range cols {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		k, _ := json.Marshal(col)
+		v, err := json.Marshal(vals[i])
+		if err != nil {
+			v, _ = json.Marshal(fmt.Sprint(vals[i]))
+		}
+		b = append(append(append(b, k...), ':'), v...)
+	}
+	return append(b, '}', '\n')
 }
 
 // sqlCell formats one value of `audit sql`'s table: NULL for nil, text on one

@@ -64,6 +64,12 @@ func TestAuditCLI_WhileServing(t *testing.T) {
 		if row.Arguments["title"] != "before-0" || len(row.Hash) != 64 {
 			t.Fatalf("export row: %+v", row)
 		}
+		// query --json and tail --json write the same objects as export.
+		for _, args := range [][]string{{"query", "--json"}, {"tail", "-n", "5", "--json"}} {
+			if got := strings.Split(strings.TrimSpace(audit(append(args, "--since", "1h", "--tool", "todo_create")...)), "\n"); strings.Join(got, "\n") != strings.Join(lines, "\n") {
+				t.Fatalf("audit %v:\n%s\nwant export's lines:\n%s", args, strings.Join(got, "\n"), strings.Join(lines, "\n"))
+			}
+		}
 		after := audit("export", "--after-id", fmt.Sprint(row.ID))
 		if strings.Contains(after, `"id":`+fmt.Sprint(row.ID)+",") {
 			t.Fatal("--after-id returned the row itself")
@@ -79,6 +85,11 @@ func TestAuditCLI_WhileServing(t *testing.T) {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(out), &m); err != nil || m["n"] != 1.0 {
 			t.Fatalf("audit sql --json: %s (%v)", out, err)
+		}
+		// Columns in the query's order, not sorted; every SQLite type.
+		out = audit("sql", "--json", "SELECT 'z' AS zeta, 2 AS alpha, 1.5 AS mid, NULL AS empty, x'00ff' AS bytes, 1e999 AS inf")
+		if want := `{"zeta":"z","alpha":2,"mid":1.5,"empty":null,"bytes":"x'00ff'","inf":"+Inf"}` + "\n"; out != want {
+			t.Fatalf("audit sql --json:\n%s\nwant:\n%s", out, want)
 		}
 	})
 	t.Run("SQLRefusesWrites", func(t *testing.T) {

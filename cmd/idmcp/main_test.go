@@ -277,7 +277,9 @@ func legacyInit(token string) map[string]any {
 	}
 }
 
-// auditRows returns every audit row of dataDir through `idmcp audit query --json`.
+// auditRows returns every audit row of dataDir through `idmcp audit query
+// --json`, with arguments (a JSON value there) back as its JSON text, as
+// stored.
 func auditRows(t testing.TB, dataDir string, extra ...string) []map[string]any {
 	t.Helper()
 	out := mustIdmcp(t, nil, append([]string{"audit", "query", "--json", "--data-dir", dataDir}, extra...)...)
@@ -289,6 +291,13 @@ func auditRows(t testing.TB, dataDir string, extra ...string) []map[string]any {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(line), &m); err != nil {
 			t.Fatalf("audit query --json line %q: %v", line, err)
+		}
+		if args, ok := m["arguments"]; ok {
+			text, err := json.Marshal(args)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m["arguments"] = string(text)
 		}
 		rows = append(rows, m)
 	}
