@@ -1,6 +1,9 @@
 package audit
 
-import "slices"
+import (
+	"slices"
+	"strings"
+)
 
 // The fast path of Arguments.
 //
@@ -193,21 +196,33 @@ func (a *fastArgs) array(depth int) bool {
 			}
 			prevFlag = false
 		}
-		a.space()
-		if a.pos >= len(a.in) {
+		more, ok := a.next(']')
+		if !ok {
 			return false
 		}
-		switch a.in[a.pos] {
-		case ',':
-			a.pos++
-		case ']':
-			a.pos++
+		if !more {
 			a.out = append(a.out, ']')
 			return true
-		default:
-			return false
 		}
 	}
+}
+
+// next reads what follows a member or element: a comma (more is true) or
+// the closing bracket (more is false); ok is false for anything else.
+func (a *fastArgs) next(closing byte) (more, ok bool) {
+	a.space()
+	if a.pos >= len(a.in) {
+		return false, false
+	}
+	switch a.in[a.pos] {
+	case ',':
+		a.pos++
+		return true, true
+	case closing:
+		a.pos++
+		return false, true
+	}
+	return false, false
 }
 
 // object writes the object at pos with its members sorted by key, as
@@ -250,20 +265,13 @@ func (a *fastArgs) object(depth int) bool {
 			a.out = appendJSONString(a.out[:valueAt], Redacted)
 		}
 		a.members = append(a.members, fastMember{key: k, start: start, end: len(a.out)})
-		a.space()
-		if a.pos >= len(a.in) {
+		more, ok := a.next('}')
+		if !ok {
 			return false
 		}
-		switch a.in[a.pos] {
-		case ',':
-			a.pos++
-			continue
-		case '}':
-			a.pos++
-		default:
-			return false
+		if !more {
+			break
 		}
-		break
 	}
 	ms := a.members[base:]
 	sorted := true
@@ -276,15 +284,7 @@ func (a *fastArgs) object(depth int) bool {
 	if !sorted {
 		first := ms[0].start
 		a.scratch = append(a.scratch[:0], a.out[first:]...)
-		slices.SortFunc(ms, func(x, y fastMember) int {
-			switch {
-			case x.key < y.key:
-				return -1
-			case x.key > y.key:
-				return 1
-			}
-			return 0
-		})
+		slices.SortFunc(ms, func(x, y fastMember) int { return strings.Compare(x.key, y.key) })
 		a.out = a.out[:first]
 		for i, m := range ms {
 			if i > 0 {
