@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"slices"
@@ -84,12 +85,20 @@ func sandboxPolicy(in sandboxInputs) (sandbox.Policy, error) {
 	}
 	proxyFor := httpproxy.FromEnvironment().ProxyFunc()
 	for _, raw := range in.IdentityProvider {
-		port, err := connectPort(raw, proxyFor)
+		host, port, err := connectTo(raw, proxyFor)
 		if err != nil {
 			return sandbox.Policy{}, fmt.Errorf("sandbox policy: %w", err)
 		}
-		if !slices.Contains(p.ConnectTCP, port) {
-			p.ConnectTCP = append(p.ConnectTCP, port)
+		ports := []uint16{port}
+		if needsDNS(host) {
+			// A DNS answer too large for UDP is asked again over TCP port
+			// 53 (Landlock does not restrict UDP).
+			ports = append(ports, 53)
+		}
+		for _, port := range ports {
+			if !slices.Contains(p.ConnectTCP, port) {
+				p.ConnectTCP = append(p.ConnectTCP, port)
+			}
 		}
 	}
 	if len(in.IdentityProvider) > 0 {
@@ -105,37 +114,48 @@ func sandboxPolicy(in sandboxInputs) (sandbox.Policy, error) {
 	return p, nil
 }
 
-// connectPort is the TCP port the server connects to when it fetches raw:
-// the proxy's, when the environment routes raw through one (as
-// net/http.ProxyFromEnvironment does), else raw's own; 443 for https and 80
-// for http when the URL names none.
-func connectPort(raw string, proxyFor func(*url.URL) (*url.URL, error)) (uint16, error) {
+// connectTo is the host and TCP port the server connects to when it
+// fetches raw: the proxy's, when the environment routes raw through one (as
+// net/http.ProxyFromEnvironment does), else raw's own; port 443 for https
+// and 80 for http when the URL names none.
+func connectTo(raw string, proxyFor func(*url.URL) (*url.URL, error)) (string, uint16, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return 0, fmt.Errorf("identity provider URL %q: %w", raw, err)
+		return "", 0, fmt.Errorf("identity provider URL %q: %w", raw, err)
 	}
 	if u.Scheme != "https" && u.Scheme != "http" {
-		return 0, fmt.Errorf("identity provider URL %q: scheme must be https or http", raw)
+		return "", 0, fmt.Errorf("identity provider URL %q: scheme must be https or http", raw)
 	}
 	if pu, err := proxyFor(u); err != nil {
-		return 0, fmt.Errorf("proxy for %q: %w", raw, err)
+		return "", 0, fmt.Errorf("proxy for %q: %w", raw, err)
 	} else if pu != nil {
 		u = pu
 	}
 	if p := u.Port(); p != "" {
 		n, err := strconv.ParseUint(p, 10, 16)
 		if err != nil || n == 0 {
-			return 0, fmt.Errorf("URL %q: bad port %q", u.Redacted(), p)
+			return "", 0, fmt.Errorf("URL %q: bad port %q", u.Redacted(), p)
 		}
-		return uint16(n), nil
+		return u.Hostname(), uint16(n), nil
 	}
 	switch u.Scheme {
 	case "https":
-		return 443, nil
+		return u.Hostname(), 443, nil
 	case "http":
-		return 80, nil
+		return u.Hostname(), 80, nil
 	}
-	return 0, fmt.Errorf("URL %q: no port and scheme %q has no default", u.Redacted(), u.Scheme)
+	return "", 0, fmt.Errorf("URL %q: no port and scheme %q has no default", u.Redacted(), u.Scheme)
+}
+
+// needsDNS reports whether connecting to host asks a DNS server: not for
+// an IP address, nor for localhost, which /etc/hosts answers (and Go's
+// resolver never sends to DNS).
+func needsDNS(host string) bool {
+	if net.ParseIP(host) != nil {
+		return false
+	}
+	h := strings.ToLower(strings.TrimSuffix(host, "."))
+	return h != "localhost" && !strings.HasSuffix(h, ".localhost")
 }
 
 // envOr returns the environment variable k, or def when it is unset.

@@ -55,19 +55,26 @@ func TestSandboxPolicy(t *testing.T) {
 			name: "HTTPDefaultAndExplicitPorts",
 			in: sandboxInputs{Mode: sandbox.ModeStrict, DataDir: "/d",
 				IdentityProvider: []string{"https://idp.example.com/realms/x", "https://keys.example.com:8443/jwks", "https://idp.example.com/other"}},
-			want: sandbox.Policy{Mode: sandbox.ModeStrict, DataDir: "/d", ConnectTCP: []uint16{443, 8443}, ReadOnlyFiles: httpFiles},
+			// Names are resolved: DNS over TCP (53) for answers too large for UDP.
+			want: sandbox.Policy{Mode: sandbox.ModeStrict, DataDir: "/d", ConnectTCP: []uint16{443, 53, 8443}, ReadOnlyFiles: httpFiles},
 		},
 		{
 			name: "HTTPPlainDefaultPort",
 			in:   sandboxInputs{Mode: sandbox.ModeAuto, DataDir: "/d", IdentityProvider: []string{"http://idp.internal/"}},
-			want: sandbox.Policy{Mode: sandbox.ModeAuto, DataDir: "/d", ConnectTCP: []uint16{80}, ReadOnlyFiles: httpFiles},
+			want: sandbox.Policy{Mode: sandbox.ModeAuto, DataDir: "/d", ConnectTCP: []uint16{80, 53}, ReadOnlyFiles: httpFiles},
 		},
 		{
 			name: "HTTPThroughProxy",
 			env:  map[string]string{"HTTPS_PROXY": "http://proxy.internal:3128"},
 			in:   sandboxInputs{Mode: sandbox.ModeAuto, DataDir: "/d", IdentityProvider: []string{"https://idp.example.com", "http://127.0.0.1:9000/jwks"}},
 			// Loopback is never proxied.
-			want: sandbox.Policy{Mode: sandbox.ModeAuto, DataDir: "/d", ConnectTCP: []uint16{3128, 9000}, ReadOnlyFiles: httpFiles},
+			want: sandbox.Policy{Mode: sandbox.ModeAuto, DataDir: "/d", ConnectTCP: []uint16{3128, 53, 9000}, ReadOnlyFiles: httpFiles},
+		},
+		{
+			name: "HTTPAddressesNeedNoDNS",
+			in: sandboxInputs{Mode: sandbox.ModeAuto, DataDir: "/d",
+				IdentityProvider: []string{"https://192.0.2.7:8443/", "http://[::1]:9000/jwks", "http://localhost:9001/", "http://a.localhost.:9002/"}},
+			want: sandbox.Policy{Mode: sandbox.ModeAuto, DataDir: "/d", ConnectTCP: []uint16{8443, 9000, 9001, 9002}, ReadOnlyFiles: httpFiles},
 		},
 		{
 			name: "RequireABISeam",
