@@ -330,7 +330,9 @@ type Log struct {
 	failErr   error
 	lost      int64 // rows whose commit failed in this outage
 	ckpt      *checkpointer
-	walPages  int // pages appended to the WAL since the last background checkpoint began
+	walPages  int // pages appended to the WAL since it last started over (checkpoint.go)
+	requestAt int // walPages at which to ask for the next background checkpoint
+	forceAt   int // walPages at which the writer checkpoints itself
 }
 
 // Open opens (creating and migrating as needed) the audit database and starts
@@ -383,6 +385,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		l.stmts.close()
 		return fail(err)
 	}
+	l.requestAt, l.forceAt = checkpointPages, walPagesCap
 	go l.run()
 	return l, nil
 }
@@ -656,6 +659,7 @@ func argumentsText(r *Redactor, ev Event) string {
 // channel is closed and drained.
 func (l *Log) run() {
 	defer close(l.stopped)
+	defer l.ckpt.close() // before stopped: Close then closes the last connection
 	batch := make([]request, 0, l.cfg.MaxBatch)
 	for first := range l.ch {
 		var err error
@@ -1031,9 +1035,6 @@ func (l *Log) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("audit: drain: %w", ctx.Err())
 	}
-	// The checkpointer's connection closes first: the writer's, the last
-	// one, then checkpoints whatever is left and removes the WAL.
-	l.ckpt.close()
 	_ = l.withConn(context.Background(), func(dc any) error {
 		if dc == l.stmts.dc {
 			l.stmts.close()

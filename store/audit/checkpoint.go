@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 
 	"github.com/idmcp/idmcp/store"
@@ -36,8 +37,10 @@ import (
 // (after acknowledging the first), runs a second PASSIVE checkpoint itself,
 // which copies only what was committed during the background pass. Nothing
 // is appended meanwhile, so that one reaches the end, and the next write
-// transaction restarts the WAL: it stays near checkpointPages pages, as
-// with SQLite's own checkpoints (TestLog_CheckpointsKeepWALBounded).
+// transaction restarts the WAL. When the background passes fall behind (a
+// disk busy with other writes) or fail, the WAL reaches walPagesCap and the
+// writer checkpoints itself, as SQLite's own checkpoint did: the WAL stays
+// bounded (TestLog_CheckpointsKeepWALBounded), and callers wait only then.
 //
 // A checkpoint never decides whether a row is durable: rows are durable when
 // their commit returns (synchronous FULL or NORMAL), in the WAL. A failed
@@ -53,6 +56,13 @@ const checkpointPages = 1000
 // anyone (readers, writers, another checkpointer).
 const checkpointSQL = "PRAGMA wal_checkpoint(PASSIVE)"
 
+// walPagesCap is how far the WAL may grow past its start when the
+// background passes fall behind (a slow or busy disk) or fail: there the
+// writer checkpoints itself, after the running pass, and callers queue
+// meanwhile, as they did behind SQLite's own checkpoint. 16 MiB of 4 KiB
+// pages.
+const walPagesCap = 4 * checkpointPages
+
 // checkpointer runs background checkpoints on its own connection.
 type checkpointer struct {
 	db   *sql.DB
@@ -60,9 +70,10 @@ type checkpointer struct {
 	path string
 	kick chan struct{} // a request; capacity 1
 	// busy is set by the writer when it asks and cleared by the checkpointer
-	// when the pass is over; done is set with it when the pass worked.
+	// when the pass is over; done is set before it when the pass worked.
 	busy    atomic.Bool
 	done    atomic.Bool
+	pass    sync.Mutex // held during a pass: the writer's forced checkpoint waits for it
 	stopped chan struct{}
 }
 
@@ -79,11 +90,14 @@ func startCheckpointer(ctx context.Context, cfg Config, log *slog.Logger) (*chec
 func (c *checkpointer) run() {
 	defer close(c.stopped)
 	for range c.kick {
-		err := checkpointDB(context.Background(), c.db)
+		c.pass.Lock()
+		var busy, logFrames, copied int64
+		err := c.db.QueryRowContext(context.Background(), checkpointSQL).Scan(&busy, &logFrames, &copied)
+		c.pass.Unlock()
 		if err != nil {
 			c.log.Debug("audit WAL background checkpoint failed; a later one will copy the WAL", "path", c.path, "err", err)
 		}
-		c.done.Store(err == nil)
+		c.done.Store(err == nil && busy == 0)
 		c.busy.Store(false)
 	}
 }
@@ -98,40 +112,59 @@ func (c *checkpointer) request() bool {
 	return true
 }
 
-// close stops the checkpointer and closes its connection.
+// close stops the checkpointer, after the running pass, and closes its
+// connection. The writer goroutine calls it when it ends, before the
+// writer's own connection closes: the last connection checkpoints what is
+// left and removes the WAL.
 func (c *checkpointer) close() {
 	close(c.kick)
 	<-c.stopped
 	_ = c.db.Close()
 }
 
-// checkpointDB runs checkpointSQL on db. A checkpoint that could not run
-// (SQLITE_BUSY: another connection is checkpointing) or could not copy every
-// frame (a reader's snapshot) is not an error.
-func checkpointDB(ctx context.Context, db *sql.DB) error {
-	var busy, logFrames, copied int64
-	return db.QueryRowContext(ctx, checkpointSQL).Scan(&busy, &logFrames, &copied)
-}
-
 // afterCommit runs on the writer goroutine after a batch was acknowledged.
+// walPages counts the pages appended since the WAL last started over.
 func (l *Log) afterCommit() {
-	if l.ckpt.done.Swap(false) {
+	c := l.ckpt
+	switch {
+	case l.walPages >= l.forceAt:
+		c.pass.Lock()
+		c.done.Store(false)
+		l.checkpointHere()
+		c.pass.Unlock()
+	case c.done.Swap(false):
 		// The background pass copied what was committed when it began;
 		// copy the rest now, while nothing is being appended.
-		if err := l.checkpointWriter(); err != nil {
-			l.log.Debug("audit WAL checkpoint failed; a later one will copy the WAL", "path", l.cfg.Path, "err", err)
+		l.checkpointHere()
+	case l.walPages >= l.requestAt:
+		if c.request() {
+			l.requestAt = l.walPages + checkpointPages
 		}
-		return
-	}
-	if l.walPages >= checkpointPages && l.ckpt.request() {
-		l.walPages = 0
 	}
 }
 
-// checkpointWriter runs checkpointSQL on the writer's connection.
-func (l *Log) checkpointWriter() error {
+// checkpointHere runs checkpointSQL on the writer's connection. When it
+// copies the whole WAL, the next write transaction starts the WAL over.
+func (l *Log) checkpointHere() {
+	busy, logFrames, copied, err := l.checkpointWriter()
+	if err == nil && busy == 0 && copied == logFrames {
+		l.walPages, l.requestAt, l.forceAt = 0, checkpointPages, walPagesCap
+		return
+	}
+	if err != nil {
+		l.log.Debug("audit WAL checkpoint failed; a later one will copy the WAL", "path", l.cfg.Path, "err", err)
+	}
+	// Something holds part of the WAL (a reader's snapshot, another
+	// process's checkpoint): force again only after another cap's worth.
+	l.forceAt = l.walPages + walPagesCap
+}
+
+// checkpointWriter runs checkpointSQL on the writer's connection and
+// returns its columns: busy (1 when another connection was checkpointing),
+// the frames in the WAL and the frames copied.
+func (l *Log) checkpointWriter() (busy, logFrames, copied int64, err error) {
 	ctx := context.Background()
-	return l.withConn(ctx, func(dc any) error {
+	err = l.withConn(ctx, func(dc any) error {
 		if dc != l.stmts.dc || !l.stmts.ready {
 			return errors.New("writer statements not prepared")
 		}
@@ -148,8 +181,19 @@ func (l *Log) checkpointWriter() error {
 		if cerr := rows.Close(); err == nil {
 			err = cerr
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		for i, p := range []*int64{&busy, &logFrames, &copied} {
+			n, ok := dest[i].(int64)
+			if !ok {
+				return fmt.Errorf("wal_checkpoint column %d: unexpected %T", i, dest[i])
+			}
+			*p = n
+		}
+		return nil
 	})
+	return busy, logFrames, copied, err
 }
 
 // walPagesWritten returns the pages the driver connection dc appended to the
