@@ -84,7 +84,7 @@ func scrubCredentials(s string) string {
 // mayMatchCredential reports whether s contains a literal every
 // credentialRE match needs.
 func mayMatchCredential(s string) bool {
-	if strings.Contains(s, "://") {
+	if strings.Contains(s, "://") || hasFoldOnlyRune(s) {
 		return true
 	}
 	if containsFold(s, "basic") {
@@ -95,6 +95,19 @@ func mayMatchCredential(s string) bool {
 	}
 	return containsFold(s, "pass") || containsFold(s, "secret") || containsFold(s, "token") ||
 		containsFold(s, "key") || containsFold(s, "sig")
+}
+
+// The two non-ASCII letters that credentialRE's (?i) matches as ASCII ones:
+// ſ (long s) as s, and the Kelvin sign as k.
+const (
+	longS  = "\u017f"
+	kelvin = "\u212a"
+)
+
+// hasFoldOnlyRune reports whether s contains ſ or the Kelvin sign: the
+// ASCII-only pre-checks cannot rule out a match then ("--paſſword=x").
+func hasFoldOnlyRune(s string) bool {
+	return strings.Contains(s, longS) || strings.Contains(s, kelvin)
 }
 
 // containsFold reports whether s contains word (lower-case ASCII letters) in
@@ -245,6 +258,10 @@ func maybeSecret(s string) bool {
 			}
 		case 'P':
 			if strings.HasPrefix(rest, "PRIVATE KEY") {
+				return true
+			}
+		case 0xC5, 0xE2:
+			if strings.HasPrefix(rest, longS) || strings.HasPrefix(rest, kelvin) {
 				return true
 			}
 		}

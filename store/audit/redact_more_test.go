@@ -26,6 +26,11 @@ func TestRedactor_CredentialsInText(t *testing.T) {
 		{"NBSPBearer", "{\"h\":\"Bearer\u00a0abcdefghijkl\"}", "abcdefghijkl", `"h"`},
 		{"KeyNames", `{"pass":"a1","pw":"a2","jwt":"a3","priv_key":"a4","ssh_key":"a5","signing_key":"a6","client-key":"a7"}`, "\"a", `"pass"`},
 		{"DateKept", `{"due":"2026-01-02","title":"ship-it"}`, "", "2026-01-02"},
+		// (?i) matches ſ as s and the Kelvin sign as k; the quick checks
+		// before the expressions must not rule those out (found by review).
+		{"LongSFlag", "{\"cmd\":\"deploy --pa\u017f\u017fword=hunter2 now\"}", "hunter2", "deploy"},
+		{"KelvinFlag", "{\"cmd\":\"tool --api-\u212aey=hunter2x run\"}", "hunter2x", "run"},
+		{"LongSBasic", "{\"h\":\"Ba\u017fic dXNlcjpodW50ZXIy\"}", "dXNlcjpodW50ZXIy", `"h"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
