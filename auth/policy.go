@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"reflect"
@@ -138,6 +139,7 @@ type HTTPSettings struct {
 	Audiences      []string
 	JWKSURL        string
 	AllowedOrigins []string
+	TrustedProxies []string // addresses or CIDR prefixes
 }
 
 // policyFile is the TOML schema. Its tags are the only keys accepted.
@@ -163,6 +165,7 @@ type policyFile struct {
 		Audiences      []string `toml:"audiences"`
 		JWKSURL        string   `toml:"jwks_url"`
 		AllowedOrigins []string `toml:"allowed_origins"`
+		TrustedProxies []string `toml:"trusted_proxies"`
 	} `toml:"http"`
 }
 
@@ -282,10 +285,31 @@ func ParsePolicy(name string, data []byte) (*Policy, error) {
 		if err := p.checkList(toml.Key{"http", "allowed_origins"}, h.AllowedOrigins, func(s string) error { return validURL(s, true) }, "origin"); err != nil {
 			return nil, err
 		}
+		if err := p.checkList(toml.Key{"http", "trusted_proxies"}, h.TrustedProxies, func(s string) error { _, err := ParsePrefix(s); return err }, "proxy"); err != nil {
+			return nil, err
+		}
 		p.HTTP = &HTTPSettings{Addr: h.Addr, Issuer: h.Issuer, Resource: h.Resource, Audiences: slices.Clone(h.Audiences),
-			JWKSURL: h.JWKSURL, AllowedOrigins: slices.Clone(h.AllowedOrigins)}
+			JWKSURL: h.JWKSURL, AllowedOrigins: slices.Clone(h.AllowedOrigins), TrustedProxies: slices.Clone(h.TrustedProxies)}
 	}
 	return p, nil
+}
+
+// ParsePrefix parses a trusted proxy: a CIDR prefix ("10.0.0.0/8") or one
+// address ("192.0.2.1", "2001:db8::1").
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not an address or CIDR prefix (e.g. 10.0.0.0/8)", s)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("%q is not an address or CIDR prefix (e.g. 10.0.0.0/8)", s)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // ResolvedTool is one available tool after the policy was applied.

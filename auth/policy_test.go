@@ -85,6 +85,7 @@ func TestParsePolicy_Full(t *testing.T) {
 		Addr: "127.0.0.1:8080", Issuer: "https://idp.example.com/", Resource: "https://mcp.example.com/mcp",
 		Audiences: []string{"https://mcp.example.com/mcp", "idmcp"}, JWKSURL: "https://idp.example.com/.well-known/jwks.json",
 		AllowedOrigins: []string{"https://app.example.com", "http://localhost:5173"},
+		TrustedProxies: []string{"10.0.0.0/8", "192.0.2.1", "2001:db8::/32"},
 	}
 	if !reflect.DeepEqual(p.HTTP, wantHTTP) {
 		t.Fatalf("HTTP=%#v, want %#v", p.HTTP, wantHTTP)
@@ -130,6 +131,7 @@ func TestParsePolicy_Errors(t *testing.T) {
 		{"bad_claim.toml", 2, "claims.role_claims", "empty segment"},
 		{"bad_url.toml", 3, "http.issuer", "not an absolute http(s) URL"},
 		{"bad_origin.toml", 2, "http.allowed_origins", "not an origin"},
+		{"bad_proxy.toml", 2, "http.trusted_proxies", `"proxy.internal" is not an address or CIDR prefix`},
 		{"bad_tool_name.toml", 2, "tools.enabled", `invalid tool name "todo list"`},
 	} {
 		t.Run(strings.TrimSuffix(tc.file, ".toml"), func(t *testing.T) {
@@ -416,4 +418,24 @@ func FuzzParsePolicy(f *testing.F) {
 			t.Fatalf("a parsed policy makes an invalid authorizer: %v", err)
 		}
 	})
+}
+
+func TestParsePrefix(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"10.0.0.0/8", "10.0.0.0/8"},
+		{"10.1.2.3/8", "10.0.0.0/8"},
+		{"192.0.2.1", "192.0.2.1/32"},
+		{"::ffff:192.0.2.1", "192.0.2.1/32"},
+		{"2001:db8::1", "2001:db8::1/128"},
+		{"2001:db8::/32", "2001:db8::/32"},
+		{"proxy.internal", ""},
+		{"10.0.0.0/33", ""},
+		{"fe80::1%eth0", ""},
+		{"", ""},
+	} {
+		p, err := auth.ParsePrefix(tc.in)
+		if got := p.String(); (err == nil) != (tc.want != "") || (err == nil && got != tc.want) {
+			t.Errorf("ParsePrefix(%q) = %s, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
 }

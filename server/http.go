@@ -12,6 +12,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -97,6 +98,12 @@ type HTTPConfig struct {
 	MaxBodyBytes int64
 	// RateLimit configures per-subject and per-address limits.
 	RateLimit RateLimit
+	// TrustedProxies are the reverse proxies in front of the server. When a
+	// request comes from one, the address its limits count against is the
+	// one X-Forwarded-For names: the rightmost entry that is not itself a
+	// trusted proxy. Requests from anywhere else are counted by their peer
+	// address, whatever headers they send. Empty: no proxy is trusted.
+	TrustedProxies []netip.Prefix
 	// RequestTimeout bounds one request; DefaultRequestTimeout when 0.
 	RequestTimeout time.Duration
 	// ShutdownTimeout bounds the drain of in-flight requests in Serve;
@@ -340,7 +347,7 @@ func (e *rateLimited) Error() string { return "rate limit exceeded" }
 // per-subject limit → tools/call decision → MCP.
 func (h *HTTP) serveMCP(w http.ResponseWriter, r *http.Request) {
 	now := h.core.now()
-	addr := clientKey(r.RemoteAddr)
+	addr := h.clientAddr(r)
 
 	origin := r.Header.Get("Origin")
 	if origin != "" {
@@ -646,6 +653,58 @@ func preflight(w http.ResponseWriter) {
 
 // clientKey is the rate-limit key of a client address: the IP, or its /64
 // for IPv6 (one host usually owns a whole /64).
+// clientAddr is the address a request's failed authentications count
+// against: its peer's, or, when the peer is a trusted proxy, the client's
+// that X-Forwarded-For names (see HTTPConfig.TrustedProxies).
+func (h *HTTP) clientAddr(r *http.Request) string {
+	client, ok := parseHop(r.RemoteAddr)
+	if !ok || !h.trustedProxy(client) {
+		return clientKey(r.RemoteAddr)
+	}
+	var hops []string
+	for _, v := range r.Header.Values("X-Forwarded-For") {
+		hops = append(hops, strings.Split(v, ",")...)
+	}
+	// Right to left: each trusted proxy vouches for the hop before it; the
+	// first address that is not a trusted proxy is the client. An entry
+	// that is not an address ends the walk at the last good one.
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, ok := parseHop(hops[i])
+		if !ok {
+			break
+		}
+		client = a
+		if !h.trustedProxy(a) {
+			break
+		}
+	}
+	return clientKey(client.String())
+}
+
+// trustedProxy reports whether a is one of the configured proxies.
+func (h *HTTP) trustedProxy(a netip.Addr) bool {
+	for _, p := range h.cfg.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseHop parses an address as X-Forwarded-For and RemoteAddr write it:
+// "192.0.2.1", "2001:db8::1", "[2001:db8::1]:443" or "192.0.2.1:80".
+func parseHop(s string) (netip.Addr, bool) {
+	s = strings.TrimSpace(s)
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap(), true
+	}
+	a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"))
+	if err != nil || a.Zone() != "" {
+		return netip.Addr{}, false
+	}
+	return a.Unmap(), true
+}
+
 func clientKey(remote string) string {
 	host, _, err := net.SplitHostPort(remote)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -781,4 +782,56 @@ func TestHTTPConfig_Validate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHTTP_TrustedProxies: behind a trusted proxy, failed authentications
+// count against the client X-Forwarded-For names, so one client past its
+// budget does not lock out the others; from an untrusted peer the header is
+// ignored, so a client cannot escape its budget by making one up.
+func TestHTTP_TrustedProxies(t *testing.T) {
+	exhaust := func(t *testing.T, hs *harness, hdr map[string]string) {
+		t.Helper()
+		for i := range 2 {
+			if r := hs.do("POST", "bad", listBody(), hdr); r.status != 401 {
+				t.Fatalf("failure %d: %d", i, r.status)
+			}
+		}
+		if r := hs.do("POST", "bad", listBody(), hdr); r.status != 429 {
+			t.Fatalf("failure past the budget: %d, want 429", r.status)
+		}
+	}
+	limits := server.RateLimit{FailedAuthPerAddr: rate.Every(time.Hour), FailedAuthBurst: 2}
+	t.Run("Trusted", func(t *testing.T) {
+		hs := MustHarness(t, newFakeVerifier(), func(c *server.HTTPConfig) {
+			c.RateLimit = limits
+			c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("10.0.0.0/8")}
+		})
+		exhaust(t, hs, map[string]string{"X-Forwarded-For": "198.51.100.7"})
+		for _, xff := range []string{
+			"198.51.100.8",                 // another client
+			"203.0.113.1, 198.51.100.9",    // a made-up first entry: the proxy appended the real one
+			"198.51.100.10:5000, 10.1.2.3", // through a second trusted proxy
+			"[2001:db8::1]:443",            // IPv6 with a port
+		} {
+			if r := hs.do("POST", "bad", listBody(), map[string]string{"X-Forwarded-For": xff}); r.status != 401 {
+				t.Errorf("X-Forwarded-For %q: %d, want 401 (its own budget)", xff, r.status)
+			}
+		}
+		// The same client however its proxy chain spells it: still limited.
+		for _, xff := range []string{"198.51.100.7", "junk, 198.51.100.7", "198.51.100.7, 10.9.9.9"} {
+			if r := hs.do("POST", "bad", listBody(), map[string]string{"X-Forwarded-For": xff}); r.status != 429 {
+				t.Errorf("X-Forwarded-For %q: %d, want 429", xff, r.status)
+			}
+		}
+	})
+	t.Run("Untrusted", func(t *testing.T) {
+		hs := MustHarness(t, newFakeVerifier(), func(c *server.HTTPConfig) {
+			c.RateLimit = limits
+			c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+		})
+		exhaust(t, hs, map[string]string{"X-Forwarded-For": "198.51.100.7"})
+		if r := hs.do("POST", "bad", listBody(), map[string]string{"X-Forwarded-For": "198.51.100.8"}); r.status != 429 {
+			t.Fatalf("made-up X-Forwarded-For from an untrusted peer: %d, want 429 (counted by the peer)", r.status)
+		}
+	})
 }

@@ -303,6 +303,8 @@ func TestServeHTTP_Refuses(t *testing.T) {
 		{name: "NonLoopbackWithoutTLS", args: []string{"--http", "0.0.0.0:0", "--issuer", "https://issuer.test"}, want: "not a loopback address"},
 		{name: "UpstreamNeedsResource", args: []string{"--http", "0.0.0.0:0", "--issuer", "https://issuer.test", "--tls-terminated-upstream"}, want: "--resource"},
 		{name: "PlainHTTPIssuer", args: []string{"--http", "127.0.0.1:0", "--issuer", "http://issuer.example.com"}, want: "plain http is accepted only on loopback"},
+		{name: "BadTrustedProxy", args: []string{"--http", "127.0.0.1:0", "--issuer", "https://issuer.test", "--trusted-proxy", "proxy.internal"}, want: `--trusted-proxy: "proxy.internal" is not an address or CIDR prefix`},
+		{name: "TrustedProxyOnStdio", args: []string{"--trusted-proxy", "10.0.0.0/8"}, want: "--trusted-proxy: HTTP mode only"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -355,6 +357,70 @@ func TestServeStdio_AcceptsJWT(t *testing.T) {
 			w := res.StructuredContent
 			if w.Subject != "erin" || w.AuthMethod != "jwt" || w.Transport != "stdio" || !slices.Equal(w.Actors, []string{"agent-b", "agent-a"}) {
 				t.Fatalf("whoami %+v", w)
+			}
+		})
+	}
+}
+
+// TestServeHTTP_TrustedProxy: with --trusted-proxy 127.0.0.1, the failed
+// authentications of one client behind the "proxy" (this test, on loopback)
+// do not use up another's budget; without it they share the loopback
+// address's budget.
+func TestServeHTTP_TrustedProxy(t *testing.T) {
+	const burst = 20 // server.DefaultFailedAuthBurst
+	send := func(t *testing.T, resource, client string) int {
+		t.Helper()
+		req, err := http.NewRequest("POST", resource, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Authorization", "Bearer not-a-token")
+		req.Header.Set("X-Forwarded-For", client)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		another int // what a second client gets once the first is over its budget
+	}{
+		{"Trusted", []string{"--trusted-proxy", "127.0.0.1"}, http.StatusUnauthorized},
+		{"NotTrusted", nil, http.StatusTooManyRequests},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := startBearerServer(t, append([]string{"--http", "127.0.0.1:0", "--dev", "--data-dir", t.TempDir(), "--sandbox", "off"}, tc.args...)...)
+			// Until its keys are loaded the server answers 503, which is no
+			// failed authentication: wait for /readyz.
+			ready := strings.TrimSuffix(s.resource, "/mcp") + "/readyz"
+			for deadline := time.Now().Add(10 * time.Second); ; {
+				resp, err := http.Get(ready)
+				if err == nil {
+					_ = resp.Body.Close()
+					if resp.StatusCode == http.StatusOK {
+						break
+					}
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s not ready within 10s", ready)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			for range burst {
+				if got := send(t, s.resource, "198.51.100.7"); got != http.StatusUnauthorized {
+					t.Fatalf("failure within the budget: %d, want 401", got)
+				}
+			}
+			if got := send(t, s.resource, "198.51.100.7"); got != http.StatusTooManyRequests {
+				t.Fatalf("first client past its budget: %d, want 429", got)
+			}
+			if got := send(t, s.resource, "198.51.100.8"); got != tc.another {
+				t.Fatalf("second client: %d, want %d", got, tc.another)
 			}
 		})
 	}

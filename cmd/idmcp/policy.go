@@ -97,7 +97,8 @@ func printPolicy(w io.Writer, pol *auth.Policy, res *auth.Resolution) {
 	if h := pol.HTTP; h != nil {
 		fmt.Fprintln(w, "\nHTTP:")
 		for _, kv := range [][2]string{{"addr", h.Addr}, {"issuer", h.Issuer}, {"resource", h.Resource},
-			{"audiences", strings.Join(h.Audiences, " ")}, {"jwks_url", h.JWKSURL}, {"allowed_origins", strings.Join(h.AllowedOrigins, " ")}} {
+			{"audiences", strings.Join(h.Audiences, " ")}, {"jwks_url", h.JWKSURL}, {"allowed_origins", strings.Join(h.AllowedOrigins, " ")},
+			{"trusted_proxies", strings.Join(h.TrustedProxies, " ")}} {
 			if kv[1] != "" {
 				fmt.Fprintf(w, "  %-16s %s\n", kv[0], kv[1])
 			}

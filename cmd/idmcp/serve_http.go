@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"runtime"
 	"slices"
@@ -38,6 +39,7 @@ type httpFlags struct {
 	tlsKey         string
 	audiences      listFlag
 	allowedOrigins listFlag
+	trustedProxies listFlag
 	tlsUpstream    bool
 	dev            bool
 	envErr         error
@@ -55,6 +57,8 @@ func (h *httpFlags) register(fs *flag.FlagSet) {
 	fs.Var(&h.audiences, "audience", "HTTP: accepted token audience `URL`, repeatable (default: the resource) [$IDMCP_AUDIENCE, comma-separated]")
 	h.allowedOrigins = listFlag{vals: envList("IDMCP_ALLOWED_ORIGIN")}
 	fs.Var(&h.allowedOrigins, "allowed-origin", "HTTP: browser `ORIGIN` allowed to call the server, repeatable; other Origin headers get 403 [$IDMCP_ALLOWED_ORIGIN, comma-separated]")
+	h.trustedProxies = listFlag{vals: envList("IDMCP_TRUSTED_PROXY")}
+	fs.Var(&h.trustedProxies, "trusted-proxy", "HTTP: reverse proxy `CIDR` (or address) whose X-Forwarded-For names the client for per-address limits, repeatable [$IDMCP_TRUSTED_PROXY, comma-separated]")
 	upstream := false
 	if v, ok := os.LookupEnv("IDMCP_TLS_TERMINATED_UPSTREAM"); ok && v != "" {
 		b, err := strconv.ParseBool(v)
@@ -99,6 +103,9 @@ func (h *httpFlags) stdioOnly() error {
 	}
 	if len(h.allowedOrigins.vals) > 0 {
 		set = append(set, "--allowed-origin")
+	}
+	if len(h.trustedProxies.vals) > 0 {
+		set = append(set, "--trusted-proxy")
 	}
 	if h.tlsUpstream {
 		set = append(set, "--tls-terminated-upstream")
@@ -146,6 +153,7 @@ type httpSettings struct {
 	audiences []string
 	jwksURL   string
 	origins   []string
+	proxies   []netip.Prefix
 	tlsCert   string
 	tlsKey    string
 	upstream  bool
@@ -172,6 +180,17 @@ func resolveHTTP(h httpFlags, pol *auth.Policy) (httpSettings, error) {
 		if len(s.origins) == 0 {
 			s.origins = slices.Clone(p.AllowedOrigins)
 		}
+	}
+	proxies := h.trustedProxies.vals
+	if len(proxies) == 0 && pol != nil && pol.HTTP != nil {
+		proxies = pol.HTTP.TrustedProxies
+	}
+	for _, v := range proxies {
+		pfx, err := auth.ParsePrefix(v)
+		if err != nil {
+			return httpSettings{}, &exitError{code: 2, err: fmt.Errorf("--trusted-proxy: %w", err)}
+		}
+		s.proxies = append(s.proxies, pfx)
 	}
 	usage := func(format string, args ...any) (httpSettings, error) {
 		return httpSettings{}, &exitError{code: 2, err: fmt.Errorf(format, args...)}
@@ -326,6 +345,7 @@ func serveHTTP(ctx context.Context, f serveFlags, stderr io.Writer) error {
 		Resource:             hs.resource,
 		AuthorizationServers: []string{hs.issuer},
 		AllowedOrigins:       hs.origins,
+		TrustedProxies:       hs.proxies,
 	})
 	if err != nil {
 		if errors.Is(err, auth.ErrInvalidConfig) {
