@@ -122,6 +122,17 @@ func (c *auditCmd) reader(ctx context.Context, stderr io.Writer) (*audit.Reader,
 	return r, nil
 }
 
+// open is what query, tail and export start with: the filter of the
+// command line and the reader (nil, with a note, when there is no log yet).
+func (c *auditCmd) open(ctx context.Context, stderr io.Writer) (audit.Filter, *audit.Reader, error) {
+	f, err := c.filter(time.Now())
+	if err != nil {
+		return f, nil, err
+	}
+	r, err := c.reader(ctx, stderr)
+	return f, r, err
+}
+
 func usageErr(err error) error { return &exitError{code: 2, err: err} }
 
 func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -178,16 +189,12 @@ func auditQuery(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *limit < 0 {
 		return usageErr(errors.New("--limit must not be negative"))
 	}
-	f, err := c.filter(time.Now())
-	if err != nil {
-		return err
-	}
-	f.Limit = *limit
-	r, err := c.reader(ctx, stderr)
+	f, r, err := c.open(ctx, stderr)
 	if r == nil || err != nil {
 		return err
 	}
 	defer r.Close()
+	f.Limit = *limit
 	switch {
 	case *asJSON:
 		enc := json.NewEncoder(stdout)
@@ -225,11 +232,7 @@ func auditTail(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *interval < minTailInterval || *interval > maxTailInterval {
 		return usageErr(fmt.Errorf("--interval %s: want %s to %s", *interval, minTailInterval, maxTailInterval))
 	}
-	f, err := c.filter(time.Now())
-	if err != nil {
-		return err
-	}
-	r, err := c.reader(ctx, stderr)
+	f, r, err := c.open(ctx, stderr)
 	if r == nil || err != nil {
 		return err
 	}
@@ -315,16 +318,12 @@ func auditExport(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if *format != "jsonl" {
 		return usageErr(fmt.Errorf("--format %q: want jsonl", *format))
 	}
-	f, err := c.filter(time.Now())
-	if err != nil {
-		return err
-	}
-	f.AfterID = *afterID
-	r, err := c.reader(ctx, stderr)
+	f, r, err := c.open(ctx, stderr)
 	if r == nil || err != nil {
 		return err
 	}
 	defer r.Close()
+	f.AfterID = *afterID
 	enc := json.NewEncoder(stdout)
 	return r.Each(ctx, f, func(row audit.Row) error { return enc.Encode(row.Export()) })
 }
