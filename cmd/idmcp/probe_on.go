@@ -20,6 +20,7 @@ import (
 
 	"github.com/idmcp/idmcp/auth"
 	"github.com/idmcp/idmcp/sandbox"
+	"github.com/idmcp/idmcp/sandbox/probe"
 	"github.com/idmcp/idmcp/tools"
 )
 
@@ -105,24 +106,24 @@ type probeResult struct {
 // succeeded.
 func probeFuncs() map[string]func(probeArgs) (int64, error) {
 	return map[string]func(probeArgs) (int64, error){
-		"read_passwd": func(probeArgs) (int64, error) { return readLen("/etc/passwd") },
+		"read_passwd": func(probeArgs) (int64, error) { return probe.ReadLen("/etc/passwd") },
 		"read_home": func(a probeArgs) (int64, error) {
 			if a.HomeFile == "" || strings.ContainsRune(a.HomeFile, '/') {
 				return 0, fmt.Errorf("home_file must be a file name: %w", tools.ErrInput)
 			}
-			return readLen(filepath.Join(os.Getenv("HOME"), a.HomeFile))
+			return probe.ReadLen(filepath.Join(os.Getenv("HOME"), a.HomeFile))
 		},
 		"write_outside": func(a probeArgs) (int64, error) {
-			return 0, writeRemove(filepath.Join(a.Outside, fmt.Sprintf("outside-%d", os.Getpid())))
+			return 0, probe.WriteRemove(filepath.Join(a.Outside, fmt.Sprintf("outside-%d", os.Getpid())))
 		},
 		// Bypasses the files tools' os.Root on purpose: the kernel must stop
 		// what a path check might miss.
 		"symlink_escape": func(a probeArgs) (int64, error) {
-			return 0, writeRemove(filepath.Join(a.Workspace, "escape", fmt.Sprintf("escape-%d", os.Getpid())))
+			return 0, probe.WriteRemove(filepath.Join(a.Workspace, "escape", fmt.Sprintf("escape-%d", os.Getpid())))
 		},
-		"workspace_read": func(a probeArgs) (int64, error) { return readLen(filepath.Join(a.Workspace, "readme")) },
+		"workspace_read": func(a probeArgs) (int64, error) { return probe.ReadLen(filepath.Join(a.Workspace, "readme")) },
 		"workspace_write": func(a probeArgs) (int64, error) {
-			return 0, writeRemove(filepath.Join(a.Workspace, fmt.Sprintf("probe-%d", os.Getpid())))
+			return 0, probe.WriteRemove(filepath.Join(a.Workspace, fmt.Sprintf("probe-%d", os.Getpid())))
 		},
 		"exec_sh": func(probeArgs) (int64, error) {
 			cmd := exec.Command("/bin/sh", "-c", "true")
@@ -162,50 +163,21 @@ func probeFuncs() map[string]func(probeArgs) (int64, error) {
 		},
 		"threads": func(a probeArgs) (int64, error) { return startThreads(max(a.Threads, 1)) },
 		"int80": func(probeArgs) (int64, error) {
-			if !haveInt80 {
-				return 0, syscall.ENOSYS
-			}
 			// The expected SIGSYS death would otherwise dump core.
 			if err := unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{}); err != nil {
 				return 0, os.NewSyscallError("setrlimit", err)
 			}
-			r := int80Getpid()
-			if r < 0 {
-				return 0, syscall.Errno(-r)
-			}
-			return int64(r), nil
+			return probe.Int80Getpid()
 		},
 	}
 }
 
-func readLen(path string) (int64, error) {
-	b, err := os.ReadFile(path)
-	return int64(len(b)), err
-}
-
-func writeRemove(path string) error {
-	if err := os.WriteFile(path, []byte("probe"), 0o600); err != nil {
-		return err
-	}
-	return os.Remove(path)
-}
-
-// ptraceAttachDetach attaches to pid, waits for it to stop and detaches;
-// all three calls must come from one thread.
+// ptraceAttachDetach is probe.PtraceAttachDetach for a pid from the caller.
 func ptraceAttachDetach(pid int) error {
 	if pid <= 0 {
 		return fmt.Errorf("pid must be positive: %w", tools.ErrInput)
 	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	if err := unix.PtraceAttach(pid); err != nil {
-		return os.NewSyscallError("ptrace", err)
-	}
-	var ws unix.WaitStatus
-	if _, err := unix.Wait4(pid, &ws, unix.WALL, nil); err != nil {
-		return os.NewSyscallError("wait4", err)
-	}
-	return os.NewSyscallError("ptrace", unix.PtraceDetach(pid))
+	return probe.PtraceAttachDetach(pid)
 }
 
 // startThreads runs n goroutines at once, each locked to an OS thread that

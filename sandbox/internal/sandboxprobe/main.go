@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"github.com/idmcp/idmcp/sandbox"
+	"github.com/idmcp/idmcp/sandbox/probe"
 	"golang.org/x/sys/unix"
 )
 
@@ -143,21 +144,21 @@ func must(err error) {
 // succeeded; the value is probe-specific (int80: the pid it returned).
 func probeFuncs() map[string]func(*env) (int64, error) {
 	return map[string]func(*env) (int64, error){
-		"read_passwd": func(*env) (int64, error) { return readFile("/etc/passwd") },
+		"read_passwd": func(*env) (int64, error) { return probe.ReadLen("/etc/passwd") },
 		"read_home": func(*env) (int64, error) {
-			return readFile(filepath.Join(os.Getenv("HOME"), "secret"))
+			return probe.ReadLen(filepath.Join(os.Getenv("HOME"), "secret"))
 		},
 		"write_outside": func(e *env) (int64, error) {
-			return 0, writeAndRemove(filepath.Join(e.outside, fmt.Sprintf("w-%d", os.Getpid())))
+			return 0, probe.WriteRemove(filepath.Join(e.outside, fmt.Sprintf("w-%d", os.Getpid())))
 		},
 		// The workspace holds "escape", a symlink to the outside directory.
 		"symlink_escape": func(e *env) (int64, error) {
-			return 0, writeAndRemove(filepath.Join(e.policy.Workspace, "escape", fmt.Sprintf("s-%d", os.Getpid())))
+			return 0, probe.WriteRemove(filepath.Join(e.policy.Workspace, "escape", fmt.Sprintf("s-%d", os.Getpid())))
 		},
 		"data_rw":         func(e *env) (int64, error) { return 0, dataRW(e.policy.DataDir) },
-		"workspace_read":  func(e *env) (int64, error) { return readFile(filepath.Join(e.policy.Workspace, "readme")) },
+		"workspace_read":  func(e *env) (int64, error) { return probe.ReadLen(filepath.Join(e.policy.Workspace, "readme")) },
 		"workspace_write": func(e *env) (int64, error) { return 0, dataRW(e.policy.Workspace) },
-		"ro_file_read":    func(e *env) (int64, error) { return readFile(e.roFile) },
+		"ro_file_read":    func(e *env) (int64, error) { return probe.ReadLen(e.roFile) },
 		"ro_file_write": func(e *env) (int64, error) {
 			f, err := os.OpenFile(e.roFile, os.O_WRONLY|os.O_APPEND, 0)
 			if err != nil {
@@ -174,7 +175,7 @@ func probeFuncs() map[string]func(*env) (int64, error) {
 			ch := make(chan result, 1)
 			go func() {
 				runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
-				n, err := readFile("/etc/passwd")
+				n, err := probe.ReadLen("/etc/passwd")
 				ch <- result{n, err}
 			}()
 			r := <-ch
@@ -192,7 +193,7 @@ func probeFuncs() map[string]func(*env) (int64, error) {
 		"execve": func(*env) (int64, error) {
 			return 0, unix.Exec("/nonexistent/idmcp-sandboxprobe", []string{"x"}, nil)
 		},
-		"ptrace_attach": func(e *env) (int64, error) { return 0, ptraceAttach(e.target) },
+		"ptrace_attach": func(e *env) (int64, error) { return 0, probe.PtraceAttachDetach(e.target) },
 		"kill_target":   func(e *env) (int64, error) { return 0, unix.Kill(e.target, 0) },
 		"kill_init":     func(*env) (int64, error) { return 0, unix.Kill(1, 0) },
 		"connect_allowed": func(e *env) (int64, error) {
@@ -224,29 +225,8 @@ func probeFuncs() map[string]func(*env) (int64, error) {
 			return 0, unix.Close(fd)
 		},
 		"abstract_unix": func(e *env) (int64, error) { return 0, dial("unix", "@"+e.abstract) },
-		"int80": func(*env) (int64, error) {
-			if !haveInt80 {
-				return 0, syscall.ENOSYS
-			}
-			r := int80Getpid()
-			if r < 0 {
-				return 0, syscall.Errno(-r)
-			}
-			return int64(r), nil
-		},
+		"int80":         func(*env) (int64, error) { return probe.Int80Getpid() },
 	}
-}
-
-func readFile(path string) (int64, error) {
-	b, err := os.ReadFile(path)
-	return int64(len(b)), err
-}
-
-func writeAndRemove(path string) error {
-	if err := os.WriteFile(path, []byte("x"), 0o600); err != nil {
-		return err
-	}
-	return os.Remove(path)
 }
 
 // dataRW does what SQLite does in its directory: create, write, read,
@@ -293,21 +273,6 @@ func dial(network, addr string) error {
 		return err
 	}
 	return c.Close()
-}
-
-// ptraceAttach attaches to pid, waits for it to stop and detaches. All
-// three calls must come from the tracer thread.
-func ptraceAttach(pid int) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	if err := unix.PtraceAttach(pid); err != nil {
-		return os.NewSyscallError("ptrace", err)
-	}
-	var ws unix.WaitStatus
-	if _, err := unix.Wait4(pid, &ws, unix.WALL, nil); err != nil {
-		return os.NewSyscallError("wait4", err)
-	}
-	return os.NewSyscallError("ptrace", unix.PtraceDetach(pid))
 }
 
 // sleepTarget lets any process ptrace it (Yama, if present) and waits

@@ -1,6 +1,6 @@
 //go:build sandboxprobe && linux && !amd64
 
-package main
+package probe
 
 func int80Getpid() int32 { return -38 } // -ENOSYS: no i386 entry point here
 

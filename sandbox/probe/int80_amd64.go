@@ -1,6 +1,6 @@
 //go:build sandboxprobe && linux
 
-package main
+package probe
 
 // int80Getpid calls getpid(2) through the i386 system-call entry point.
 func int80Getpid() int32
