@@ -295,14 +295,31 @@ func ParsePolicy(name string, data []byte) (*Policy, error) {
 }
 
 // ParsePrefix parses a trusted proxy: a CIDR prefix ("10.0.0.0/8") or one
-// address ("192.0.2.1", "2001:db8::1").
+// address ("192.0.2.1", "2001:db8::1"). It refuses what would trust more
+// than was meant: a prefix of length 0 (every client could then write its
+// own X-Forwarded-For) and one with bits set past its length ("10.1.2.3/8":
+// the network 10.0.0.0/8, or the address 10.1.2.3/32?). An IPv4-mapped
+// prefix ("::ffff:10.0.0.0/104") is taken as the IPv4 one it maps.
 func ParsePrefix(s string) (netip.Prefix, error) {
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
 			return netip.Prefix{}, fmt.Errorf("%q is not an address or CIDR prefix (e.g. 10.0.0.0/8)", s)
 		}
-		return p.Masked(), nil
+		if p.Addr().Is4In6() {
+			if p.Bits() < 96 {
+				return netip.Prefix{}, fmt.Errorf("%q mixes IPv6 and IPv4-mapped addresses; write the IPv4 prefix", s)
+			}
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		if p.Bits() == 0 {
+			return netip.Prefix{}, fmt.Errorf("%q would trust every address: any client could then name its own", s)
+		}
+		if p != p.Masked() {
+			return netip.Prefix{}, fmt.Errorf("%q has bits set past its length: write %s for the network or %s for one address",
+				s, p.Masked(), netip.PrefixFrom(p.Addr(), p.Addr().BitLen()))
+		}
+		return p, nil
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil || a.Zone() != "" {
