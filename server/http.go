@@ -661,25 +661,37 @@ func (h *HTTP) clientAddr(r *http.Request) string {
 	if !ok || !h.trustedProxy(client) {
 		return clientKey(r.RemoteAddr)
 	}
-	var hops []string
-	for _, v := range r.Header.Values("X-Forwarded-For") {
-		hops = append(hops, strings.Split(v, ",")...)
-	}
-	// Right to left: each trusted proxy vouches for the hop before it; the
-	// first address that is not a trusted proxy is the client. An entry
-	// that is not an address ends the walk at the last good one.
-	for i := len(hops) - 1; i >= 0; i-- {
-		a, ok := parseHop(hops[i])
-		if !ok {
-			break
-		}
-		client = a
-		if !h.trustedProxy(a) {
-			break
+	// Right to left, over the header's lines and their entries: each
+	// trusted proxy vouches for the hop before it; the first address that
+	// is not a trusted proxy is the client. An entry that is not an address
+	// ends the walk at the last good one, and so does the maxHops-th.
+	lines := r.Header.Values("X-Forwarded-For")
+	hops := 0
+walk:
+	for i := len(lines) - 1; i >= 0; i-- {
+		line := lines[i]
+		for {
+			j := strings.LastIndexByte(line, ',')
+			hops++
+			a, ok := parseHop(line[j+1:])
+			if !ok || hops > maxHops {
+				break walk
+			}
+			client = a
+			if !h.trustedProxy(a) {
+				break walk
+			}
+			if j < 0 {
+				break
+			}
+			line = line[:j]
 		}
 	}
 	return clientKey(client.String())
 }
+
+// maxHops is the most X-Forwarded-For entries clientAddr looks at.
+const maxHops = 16
 
 // trustedProxy reports whether a is one of the configured proxies.
 func (h *HTTP) trustedProxy(a netip.Addr) bool {
@@ -705,6 +717,8 @@ func parseHop(s string) (netip.Addr, bool) {
 	return a.Unmap(), true
 }
 
+// clientKey is the key of an address in the failed-auth limiter: the IPv4
+// address, or the /64 of an IPv6 one.
 func clientKey(remote string) string {
 	host, _, err := net.SplitHostPort(remote)
 	if err != nil {

@@ -817,6 +817,11 @@ func TestHTTP_TrustedProxies(t *testing.T) {
 				t.Errorf("X-Forwarded-For %q: %d, want 401 (its own budget)", xff, r.status)
 			}
 		}
+		// Two header lines (two proxies that each added their own) read as
+		// one list, in order.
+		if r := hs.do2("bad", []string{"198.51.100.11", "10.1.1.1"}); r != 401 {
+			t.Errorf("X-Forwarded-For in two lines: %d, want 401 (198.51.100.11's own budget)", r)
+		}
 		// The same client however its proxy chain spells it: still limited.
 		for _, xff := range []string{"198.51.100.7", "junk, 198.51.100.7", "198.51.100.7, 10.9.9.9"} {
 			if r := hs.do("POST", "bad", listBody(), map[string]string{"X-Forwarded-For": xff}); r.status != 429 {
@@ -834,4 +839,26 @@ func TestHTTP_TrustedProxies(t *testing.T) {
 			t.Fatalf("made-up X-Forwarded-For from an untrusted peer: %d, want 429 (counted by the peer)", r.status)
 		}
 	})
+}
+
+// do2 sends a tools/list with token and one X-Forwarded-For header line per
+// element of xff, and returns the status.
+func (hs *harness) do2(token string, xff []string) int {
+	hs.t.Helper()
+	req, err := http.NewRequest("POST", hs.url, bytes.NewReader(listBody()))
+	if err != nil {
+		hs.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+token)
+	for _, v := range xff {
+		req.Header.Add("X-Forwarded-For", v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		hs.t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode
 }

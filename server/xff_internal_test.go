@@ -18,8 +18,16 @@ func FuzzClientAddr(f *testing.F) {
 	}
 	h := &HTTP{cfg: HTTPConfig{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}}
 	f.Fuzz(func(t *testing.T, xff, remote string) {
+		// One header line, and the same entries split over two lines, name
+		// the same client.
 		r := &http.Request{RemoteAddr: remote, Header: http.Header{"X-Forwarded-For": {xff}}}
 		got := h.clientAddr(r)
+		if i := strings.IndexByte(xff, ','); i >= 0 {
+			r2 := &http.Request{RemoteAddr: remote, Header: http.Header{"X-Forwarded-For": {xff[:i], xff[i+1:]}}}
+			if got2 := h.clientAddr(r2); got2 != got {
+				t.Fatalf("X-Forwarded-For %q in one line: %q, in two: %q", xff, got, got2)
+			}
+		}
 		if got == clientKey(remote) {
 			return
 		}
