@@ -142,18 +142,32 @@ func runDemo(ctx context.Context, exe, dir, workspace string) (*demoReport, erro
 		personas = append([]persona{{Name: "desktop", Scopes: []string{"todo:read", "todo:write"}, Roles: []string{},
 			How: "IDMCP_TOKEN checked against the OS keyring", keyring: true}}, personas...)
 	}
-	for _, p := range personas {
-		prof := &auth.HostProfile{Name: p.Name, Scopes: p.Scopes, Roles: p.Roles, Keyring: p.keyring, Created: time.Now().UTC()}
-		if prof.Roles == nil {
-			prof.Roles = []string{}
+	addProfiles := func() error {
+		// --keep may name a data dir that host commands also change.
+		lockCtx, cancel := context.WithTimeout(ctx, hostLockTimeout)
+		unlock, err := hosts.Lock(lockCtx)
+		cancel()
+		if err != nil {
+			return err
 		}
-		if err := hosts.Put(prof); err != nil {
-			return nil, err
+		defer unlock()
+		for _, p := range personas {
+			prof := &auth.HostProfile{Name: p.Name, Scopes: p.Scopes, Roles: p.Roles, Keyring: p.keyring, Created: time.Now().UTC()}
+			if prof.Roles == nil {
+				prof.Roles = []string{}
+			}
+			if err := hosts.Put(prof); err != nil {
+				return err
+			}
+			secrets[p.Name] = auth.NewHostToken()
+			if p.keyring {
+				secrets[p.Name] = deskToken
+			}
 		}
-		secrets[p.Name] = auth.NewHostToken()
-		if p.keyring {
-			secrets[p.Name] = deskToken
-		}
+		return nil
+	}
+	if err := addProfiles(); err != nil {
+		return nil, err
 	}
 	rep := &demoReport{Personas: personas, Listed: map[string][]string{}, Matrix: map[string]map[string]demoCell{}, DataDir: dir}
 	for _, s := range builtinTools(nil, nil) {

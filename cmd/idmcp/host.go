@@ -42,23 +42,27 @@ func cmdHost(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	hosts := store.NewHosts(dir)
-	if args[0] == "add" || args[0] == "rotate" || args[0] == "remove" {
-		// These read, decide, write the keyring and write hosts.json: one
-		// command at a time.
-		lockCtx, cancel := context.WithTimeout(ctx, hostLockTimeout)
-		unlock, err := hosts.Lock(lockCtx)
-		cancel()
-		if err != nil {
-			return err
-		}
-		defer unlock()
-	}
 	kr := hostKeyring()
+	unlock := func() {}
+	defer func() { unlock() }()
+	// needName checks the NAME argument of add, rotate and remove, then
+	// takes the data dir's lock: each reads, decides, writes the keyring and
+	// writes hosts.json, one command at a time.
 	needName := func() (string, error) {
 		if len(pos) != 1 {
 			return "", &exitError{code: 2, err: fmt.Errorf("usage: idmcp host %s NAME", args[0])}
 		}
-		return pos[0], auth.ValidateProfileName(pos[0])
+		if err := auth.ValidateProfileName(pos[0]); err != nil {
+			return "", err
+		}
+		lockCtx, cancel := context.WithTimeout(ctx, hostLockTimeout)
+		defer cancel()
+		u, err := hosts.Lock(lockCtx)
+		if err != nil {
+			return "", err
+		}
+		unlock = u
+		return pos[0], nil
 	}
 	switch args[0] {
 	case "add":
