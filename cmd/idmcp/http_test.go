@@ -7,7 +7,9 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -391,9 +393,19 @@ func TestServeHTTP_TrustedProxy(t *testing.T) {
 		another int // what a second client gets once the first is over its budget
 	}{
 		{"Trusted", []string{"--trusted-proxy", "127.0.0.1"}, http.StatusUnauthorized},
+		{"TrustedByPolicy", []string{"--policy", "POLICY"}, http.StatusUnauthorized},
 		{"NotTrusted", nil, http.StatusTooManyRequests},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			for i, a := range tc.args {
+				if a == "POLICY" {
+					path := filepath.Join(t.TempDir(), "policy.toml")
+					if err := os.WriteFile(path, []byte("version = 1\n[http]\ntrusted_proxies = [\"127.0.0.0/8\"]\n"), 0o600); err != nil {
+						t.Fatal(err)
+					}
+					tc.args[i] = path
+				}
+			}
 			s := startBearerServer(t, append([]string{"--http", "127.0.0.1:0", "--dev", "--data-dir", t.TempDir(), "--sandbox", "off"}, tc.args...)...)
 			// Until its keys are loaded the server answers 503, which is no
 			// failed authentication: wait for /readyz.

@@ -278,8 +278,9 @@ func legacyInit(token string) map[string]any {
 }
 
 // auditRows returns every audit row of dataDir through `idmcp audit query
-// --json`, with arguments (a JSON value there) back as its JSON text, as
-// stored.
+// --json`, with arguments (a JSON value there) re-encoded as JSON text
+// (keys sorted, as stored; numbers through float64), so tests can search it
+// as a string.
 func auditRows(t testing.TB, dataDir string, extra ...string) []map[string]any {
 	t.Helper()
 	out := mustIdmcp(t, nil, append([]string{"audit", "query", "--json", "--data-dir", dataDir}, extra...)...)

@@ -147,9 +147,10 @@ func connectTo(raw string, proxyFor func(*url.URL) (*url.URL, error)) (string, u
 	return "", 0, fmt.Errorf("URL %q: no port and scheme %q has no default", u.Redacted(), u.Scheme)
 }
 
-// needsDNS reports whether connecting to host asks a DNS server: not for
-// an IP address, nor for localhost, which /etc/hosts answers (and Go's
-// resolver never sends to DNS).
+// needsDNS reports whether connecting to host may ask a DNS server: not for
+// an IP address, nor for localhost and its subdomains, which resolve to
+// loopback (should a resolver still ask DNS about one, it does so over UDP,
+// which Landlock does not restrict).
 func needsDNS(host string) bool {
 	if net.ParseIP(host) != nil {
 		return false
