@@ -907,13 +907,9 @@ func (s *writeStmts) prepare(ctx context.Context, dc any) error {
 		return err
 	}
 	// The writer's commits never checkpoint (see checkpoint.go).
-	if s.ckpt, err = c.PrepareContext(ctx, "PRAGMA wal_autocheckpoint=0"); err != nil {
+	if err := execConn(ctx, c, "PRAGMA wal_autocheckpoint=0"); err != nil {
 		return err
 	}
-	if err := execStmt(ctx, s.ckpt); err != nil {
-		return err
-	}
-	_ = s.ckpt.Close()
 	if s.ckpt, err = c.PrepareContext(ctx, checkpointSQL); err != nil {
 		return err
 	}

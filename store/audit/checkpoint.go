@@ -212,12 +212,13 @@ func walPagesWritten(dc any) int {
 	return n
 }
 
-// execStmt runs a prepared statement without arguments or results.
-func execStmt(ctx context.Context, st driver.Stmt) error {
-	e, ok := st.(driver.StmtExecContext)
+// execConn runs a statement without arguments or results on a driver
+// connection.
+func execConn(ctx context.Context, c any, query string) error {
+	e, ok := c.(driver.ExecerContext)
 	if !ok {
-		return fmt.Errorf("sqlite statement %T: no ExecContext", st)
+		return fmt.Errorf("sqlite connection %T: no ExecContext", c)
 	}
-	_, err := e.ExecContext(ctx, nil)
+	_, err := e.ExecContext(ctx, query, nil)
 	return err
 }
