@@ -224,8 +224,23 @@ func (r reply) rpc(t *testing.T) (result json.RawMessage, code int, message stri
 	return m.Result, 0, "", nil
 }
 
-// do sends one request to the MCP endpoint.
+// do sends one request to the MCP endpoint, with the headers in hdr set
+// (Host sets the request's host).
 func (hs *harness) do(method, token string, body []byte, hdr map[string]string) reply {
+	hs.t.Helper()
+	return hs.send(method, token, body, func(req *http.Request) {
+		for k, v := range hdr {
+			if k == "Host" {
+				req.Host = v
+				continue
+			}
+			req.Header.Set(k, v)
+		}
+	})
+}
+
+// send sends one request to the MCP endpoint after edit has changed it.
+func (hs *harness) send(method, token string, body []byte, edit func(*http.Request)) reply {
 	hs.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -238,13 +253,7 @@ func (hs *harness) do(method, token string, body []byte, hdr map[string]string) 
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	for k, v := range hdr {
-		if k == "Host" {
-			req.Host = v
-			continue
-		}
-		req.Header.Set(k, v)
-	}
+	edit(req)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		hs.t.Fatal(err)
@@ -819,8 +828,12 @@ func TestHTTP_TrustedProxies(t *testing.T) {
 		}
 		// Two header lines (two proxies that each added their own) read as
 		// one list, in order.
-		if r := hs.do2("bad", []string{"198.51.100.11", "10.1.1.1"}); r != 401 {
-			t.Errorf("X-Forwarded-For in two lines: %d, want 401 (198.51.100.11's own budget)", r)
+		twoLines := func(req *http.Request) {
+			req.Header.Add("X-Forwarded-For", "198.51.100.11")
+			req.Header.Add("X-Forwarded-For", "10.1.1.1")
+		}
+		if r := hs.send("POST", "bad", listBody(), twoLines); r.status != 401 {
+			t.Errorf("X-Forwarded-For in two lines: %d, want 401 (198.51.100.11's own budget)", r.status)
 		}
 		// The same client however its proxy chain spells it: still limited.
 		for _, xff := range []string{"198.51.100.7", "junk, 198.51.100.7", "198.51.100.7, 10.9.9.9"} {
@@ -839,26 +852,4 @@ func TestHTTP_TrustedProxies(t *testing.T) {
 			t.Fatalf("made-up X-Forwarded-For from an untrusted peer: %d, want 429 (counted by the peer)", r.status)
 		}
 	})
-}
-
-// do2 sends a tools/list with token and one X-Forwarded-For header line per
-// element of xff, and returns the status.
-func (hs *harness) do2(token string, xff []string) int {
-	hs.t.Helper()
-	req, err := http.NewRequest("POST", hs.url, bytes.NewReader(listBody()))
-	if err != nil {
-		hs.t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("Authorization", "Bearer "+token)
-	for _, v := range xff {
-		req.Header.Add("X-Forwarded-For", v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		hs.t.Fatal(err)
-	}
-	_ = resp.Body.Close()
-	return resp.StatusCode
 }
