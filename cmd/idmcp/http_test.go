@@ -390,39 +390,26 @@ func TestServeHTTP_TrustedProxy(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		args    []string
-		another int // what a second client gets once the first is over its budget
+		policy  string // a policy file's contents, passed with --policy
+		another int    // what a second client gets once the first is over its budget
 	}{
-		{"Trusted", []string{"--trusted-proxy", "127.0.0.1"}, http.StatusUnauthorized},
-		{"TrustedByPolicy", []string{"--policy", "POLICY"}, http.StatusUnauthorized},
-		{"NotTrusted", nil, http.StatusTooManyRequests},
+		{"Trusted", []string{"--trusted-proxy", "127.0.0.1"}, "", http.StatusUnauthorized},
+		{"TrustedByPolicy", nil, "version = 1\n[http]\ntrusted_proxies = [\"127.0.0.0/8\"]\n", http.StatusUnauthorized},
+		{"NotTrusted", nil, "", http.StatusTooManyRequests},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			for i, a := range tc.args {
-				if a == "POLICY" {
-					path := filepath.Join(t.TempDir(), "policy.toml")
-					if err := os.WriteFile(path, []byte("version = 1\n[http]\ntrusted_proxies = [\"127.0.0.0/8\"]\n"), 0o600); err != nil {
-						t.Fatal(err)
-					}
-					tc.args[i] = path
+			args := append([]string{"--http", "127.0.0.1:0", "--dev", "--data-dir", t.TempDir(), "--sandbox", "off"}, tc.args...)
+			if tc.policy != "" {
+				path := filepath.Join(t.TempDir(), "policy.toml")
+				if err := os.WriteFile(path, []byte(tc.policy), 0o600); err != nil {
+					t.Fatal(err)
 				}
+				args = append(args, "--policy", path)
 			}
-			s := startBearerServer(t, append([]string{"--http", "127.0.0.1:0", "--dev", "--data-dir", t.TempDir(), "--sandbox", "off"}, tc.args...)...)
+			s := startBearerServer(t, args...)
 			// Until its keys are loaded the server answers 503, which is no
-			// failed authentication: wait for /readyz.
-			ready := strings.TrimSuffix(s.resource, "/mcp") + "/readyz"
-			for deadline := time.Now().Add(10 * time.Second); ; {
-				resp, err := http.Get(ready)
-				if err == nil {
-					_ = resp.Body.Close()
-					if resp.StatusCode == http.StatusOK {
-						break
-					}
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("%s not ready within 10s", ready)
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+			// failed authentication.
+			waitReady(t, s.resource)
 			for range burst {
 				if got := send(t, s.resource, "198.51.100.7"); got != http.StatusUnauthorized {
 					t.Fatalf("failure within the budget: %d, want 401", got)
