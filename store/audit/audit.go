@@ -924,19 +924,7 @@ func (s *writeStmts) prepare(ctx context.Context, dc any) error {
 
 // readHead runs headSQL.
 func (s *writeStmts) readHead(ctx context.Context) (int64, string, error) {
-	q, ok := s.head.(driver.StmtQueryContext)
-	if !ok {
-		return 0, "", fmt.Errorf("sqlite statement %T: no QueryContext", s.head)
-	}
-	rows, err := q.QueryContext(ctx, nil)
-	if err != nil {
-		return 0, "", err
-	}
-	dest := make([]driver.Value, 2)
-	err = rows.Next(dest)
-	if cerr := rows.Close(); err == nil {
-		err = cerr
-	}
+	dest, err := queryRow(ctx, s.head, 2)
 	if err != nil {
 		return 0, "", err
 	}
@@ -951,6 +939,25 @@ func (s *writeStmts) readHead(ctx context.Context) (int64, string, error) {
 		return id, string(h), nil
 	}
 	return 0, "", fmt.Errorf("hash: unexpected %T", dest[1])
+}
+
+// queryRow runs st, which takes no arguments, and returns the n columns of
+// its first row.
+func queryRow(ctx context.Context, st driver.Stmt, n int) ([]driver.Value, error) {
+	q, ok := st.(driver.StmtQueryContext)
+	if !ok {
+		return nil, fmt.Errorf("sqlite statement %T: no QueryContext", st)
+	}
+	rows, err := q.QueryContext(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	dest := make([]driver.Value, n)
+	err = rows.Next(dest)
+	if cerr := rows.Close(); err == nil {
+		err = cerr
+	}
+	return dest, err
 }
 
 // insert inserts rows (1 to insertChunk) with one statement.

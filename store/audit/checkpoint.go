@@ -168,19 +168,7 @@ func (l *Log) checkpointWriter() (busy, logFrames, copied int64, err error) {
 		if dc != l.stmts.dc || !l.stmts.ready {
 			return errors.New("writer statements not prepared")
 		}
-		q, ok := l.stmts.ckpt.(driver.StmtQueryContext)
-		if !ok {
-			return fmt.Errorf("sqlite statement %T: no QueryContext", l.stmts.ckpt)
-		}
-		rows, err := q.QueryContext(ctx, nil)
-		if err != nil {
-			return err
-		}
-		dest := make([]driver.Value, 3)
-		err = rows.Next(dest)
-		if cerr := rows.Close(); err == nil {
-			err = cerr
-		}
+		dest, err := queryRow(ctx, l.stmts.ckpt, 3)
 		if err != nil {
 			return err
 		}
