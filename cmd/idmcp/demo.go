@@ -144,9 +144,7 @@ func runDemo(ctx context.Context, exe, dir, workspace string) (*demoReport, erro
 	}
 	addProfiles := func() error {
 		// --keep may name a data dir that host commands also change.
-		lockCtx, cancel := context.WithTimeout(ctx, hostLockTimeout)
-		unlock, err := hosts.Lock(lockCtx)
-		cancel()
+		unlock, err := lockHosts(ctx, hosts)
 		if err != nil {
 			return err
 		}

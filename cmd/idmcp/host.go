@@ -21,6 +21,13 @@ import (
 // hostLockTimeout is how long a host command waits for another one to finish.
 const hostLockTimeout = 30 * time.Second
 
+// lockHosts takes the data dir's profile lock, waiting at most hostLockTimeout.
+func lockHosts(ctx context.Context, hosts *store.Hosts) (unlock func(), err error) {
+	ctx, cancel := context.WithTimeout(ctx, hostLockTimeout)
+	defer cancel()
+	return hosts.Lock(ctx)
+}
+
 func cmdHost(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return &exitError{code: 2, err: errors.New("usage: idmcp host add|list|rotate|remove")}
@@ -55,9 +62,7 @@ func cmdHost(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err := auth.ValidateProfileName(pos[0]); err != nil {
 			return "", err
 		}
-		lockCtx, cancel := context.WithTimeout(ctx, hostLockTimeout)
-		defer cancel()
-		u, err := hosts.Lock(lockCtx)
+		u, err := lockHosts(ctx, hosts)
 		if err != nil {
 			return "", err
 		}
