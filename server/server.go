@@ -222,10 +222,28 @@ func (c *core) handler(spec tools.Spec, transport string, who principalFunc) mcp
 		if err := c.cfg.Audit.Healthy(); err != nil {
 			return nil, fmt.Errorf("audit log unavailable; tool %q was not run", spec.Name)
 		}
+		// Write-ahead: a tool with side effects runs only once its intent row
+		// is committed, so a kill mid-call leaves an unfinished intent, never
+		// a side effect without a row. Read-only tools keep one row.
+		var intentID int64
+		if !spec.ReadOnly {
+			ev := c.event(p, transport, audit.EventToolsCall)
+			ev.Tool, ev.Arguments, ev.Reason = spec.Name, args, "allowed"
+			id, err := c.cfg.Audit.Intent(ctx, ev)
+			if err != nil {
+				c.log.Error("audit write failed", "event", ev.Event, "err", err)
+				return nil, fmt.Errorf("audit log unavailable; tool %q was not run", spec.Name)
+			}
+			intentID = id
+		}
 		start := c.now()
 		res, err := runTool(ctx, spec, p, args)
 		ev := c.event(p, transport, audit.EventToolsCall)
 		ev.Tool, ev.Arguments, ev.Decision, ev.Reason = spec.Name, args, audit.Allow, "allowed"
+		if intentID != 0 {
+			// The intent row holds the arguments; the outcome row names it.
+			ev.Arguments, ev.IntentID = json.RawMessage("{}"), intentID
+		}
 		ev.Duration = c.now().Sub(start)
 		var out *mcp.CallToolResult
 		switch {
@@ -235,6 +253,9 @@ func (c *core) handler(spec tools.Spec, transport string, who principalFunc) mcp
 			if res.Structured == nil {
 				out = mcp.NewToolResultText(res.Text)
 			}
+		case ctx.Err() != nil:
+			ev.Outcome, ev.Reason = audit.Cancelled, "allowed; cancelled by the client: "+err.Error()
+			out = mcp.NewToolResultError(fmt.Sprintf("tool %q was cancelled", spec.Name))
 		case errors.Is(err, tools.ErrInput):
 			msg := tools.UserMessage(err)
 			ev.Outcome, ev.Reason = audit.Failed, "allowed; tool error: "+msg

@@ -59,6 +59,8 @@ type AuditEntry struct {
 	Reason     string   `json:"reason,omitempty"`
 	Outcome    string   `json:"outcome,omitempty"`
 	DurationUS int64    `json:"duration_us,omitempty"`
+	// IntentID names the intent row an outcome row completes.
+	IntentID int64 `json:"intent_id,omitempty"`
 }
 
 // AuditQuery returns the audit_query tool: the caller's view of recent audit
@@ -147,7 +149,8 @@ func AuditQuery(cfg AuditQueryConfig) Spec {
 			for _, r := range rows {
 				entries = append(entries, AuditEntry{ID: r.ID, TS: r.TS, Event: r.Event, Transport: r.Transport, Subject: r.Subject,
 					ClientID: r.ClientID, ClientName: r.ClientName, Actors: nonNil(r.Actors), AuthMethod: r.AuthMethod, Tool: r.Tool,
-					Arguments: r.Arguments, Decision: r.Decision, Reason: r.Reason, Outcome: r.Outcome, DurationUS: r.DurationUS})
+					Arguments: r.Arguments, Decision: r.Decision, Reason: r.Reason, Outcome: r.ShownOutcome(), DurationUS: r.DurationUS,
+					IntentID: r.IntentID})
 			}
 			return JSONResult(map[string]any{"rows": entries, "count": len(entries), "limit": f.Limit, "visible": scope})
 		},

@@ -305,7 +305,7 @@ func tailLine(r audit.Row) string {
 		who += " (" + strings.Join(r.Actors, ">") + ")"
 	}
 	return termSafe(fmt.Sprintf("%d  %s  %-15s %s  %s  %s/%s  %s", r.ID, localTime(r.TS), r.Event, who, dash(r.Tool),
-		dash(r.Decision), dash(r.Outcome), oneLine(r.Reason, 120)))
+		dash(r.Decision), dash(r.ShownOutcome()), oneLine(r.Reason, 120)))
 }
 
 func auditExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -512,7 +512,7 @@ func printRows(w io.Writer, rows []audit.Row) error {
 	fmt.Fprintln(tw, "ID\tTIME\tEVENT\tSUBJECT\tCLIENT\tACTORS\tTOOL\tDECISION\tOUTCOME\tREASON")
 	for _, r := range rows {
 		fmt.Fprint(tw, termSafe(fmt.Sprintf("%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, localTime(r.TS), r.Event, dash(r.Subject), dash(r.ClientID),
-			dash(strings.Join(r.Actors, ">")), dash(r.Tool), dash(r.Decision), dash(r.Outcome), oneLine(r.Reason, 100))))
+			dash(strings.Join(r.Actors, ">")), dash(r.Tool), dash(r.Decision), dash(r.ShownOutcome()), oneLine(r.Reason, 100))))
 	}
 	return tw.Flush()
 }

@@ -4,16 +4,20 @@ package main_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/idmcp/idmcp/store"
 )
 
 // loadServer is `idmcp serve` under concurrent tools/call load over pipes:
@@ -40,7 +44,18 @@ const loadInFlight = 16
 // titles are prefix-N.
 func startLoad(t *testing.T, dataDir, profile, secret, prefix string) *loadServer {
 	t.Helper()
-	cmd := exec.Command(binPath, "serve", "--profile", profile, "--data-dir", dataDir)
+	return startLoadIn(t, dataDir, "", profile, secret, prefix)
+}
+
+// startLoadIn is startLoad; with a workspace, every other call is a
+// files_write of "<title>.txt" instead of a todo_create.
+func startLoadIn(t *testing.T, dataDir, workspace, profile, secret, prefix string) *loadServer {
+	t.Helper()
+	args := []string{"serve", "--profile", profile, "--data-dir", dataDir}
+	if workspace != "" {
+		args = append(args, "--workspace", workspace)
+	}
+	cmd := exec.Command(binPath, args...)
 	cmd.Env = cleanEnv("IDMCP_SHARED_SECRET=" + secret)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -114,7 +129,11 @@ func startLoad(t *testing.T, dataDir, profile, secret, prefix string) *loadServe
 			s.pending[id] = title
 			s.sent = id
 			s.mu.Unlock()
-			if !s.send(id, "tools/call", map[string]any{"name": "todo_create", "arguments": map[string]any{"title": title}}) {
+			call := map[string]any{"name": "todo_create", "arguments": map[string]any{"title": title}}
+			if workspace != "" && id%2 == 0 {
+				call = map[string]any{"name": "files_write", "arguments": map[string]any{"path": title + ".txt", "content": title}}
+			}
+			if !s.send(id, "tools/call", call) {
 				return
 			}
 		}
@@ -173,18 +192,29 @@ func (s *loadServer) end(sig os.Signal) (*os.ProcessState, []string) {
 	return s.cmd.ProcessState, append([]string(nil), s.acked...)
 }
 
-// auditTitles returns the titles of the committed todo_create rows that were
-// allowed and ran, read through `idmcp audit query --json` (the read-only
-// CLI, as a user would after a crash).
+// auditTitles returns the titles of the committed todo_create calls that
+// were allowed and ran to an ok outcome, read through `idmcp audit query
+// --json` (the read-only CLI, as a user would after a crash): the title is in
+// the intent row, the outcome in the row that names it.
 func auditTitles(t *testing.T, dataDir string) map[string]bool {
 	t.Helper()
-	titles := map[string]bool{}
+	intents := map[float64]string{}
+	var ok []float64
 	for _, r := range auditRows(t, dataDir, "--tool", "todo_create") {
 		var args struct {
 			Title string `json:"title"`
 		}
-		if s, _ := r["arguments"].(string); json.Unmarshal([]byte(s), &args) == nil && r["outcome"] == "ok" && r["decision"] == "allow" {
-			titles[args.Title] = true
+		if s, _ := r["arguments"].(string); json.Unmarshal([]byte(s), &args) == nil && r["outcome"] == "started" && r["decision"] == "allow" {
+			intents[r["id"].(float64)] = args.Title
+		}
+		if id, _ := r["intent_id"].(float64); id != 0 && r["outcome"] == "ok" {
+			ok = append(ok, id)
+		}
+	}
+	titles := map[string]bool{}
+	for _, id := range ok {
+		if title, found := intents[id]; found {
+			titles[title] = true
 		}
 	}
 	return titles
@@ -266,4 +296,124 @@ func TestGracefulShutdown_UnderLoad(t *testing.T) {
 			t.Logf("%d calls sent, %d acknowledged, %d rows", s.sent, len(acked), len(rows))
 		})
 	}
+}
+
+// intentCheck reads the audit log through `idmcp audit query --json` and
+// checks the write-ahead contract against what the tools left behind: every
+// todo in idmcp.db and every file in the workspace has its intent row (a
+// committed row written before the tool ran), every acknowledged call has an
+// outcome row naming its intent, and the chain verifies. It returns the
+// number of unfinished intents (calls cut off by the kill).
+func intentCheck(t *testing.T, dataDir, workspace string, acked []string) (unfinished int) {
+	t.Helper()
+	intents := map[string]float64{}  // title → intent row id
+	outcomes := map[float64]string{} // intent id → outcome
+	for _, r := range auditRows(t, dataDir, "--event", "tools/call") {
+		var a struct {
+			Title string `json:"title"`
+			Path  string `json:"path"`
+		}
+		_ = json.Unmarshal([]byte(r["arguments"].(string)), &a)
+		switch {
+		case r["outcome"] == "started":
+			title := a.Title
+			if r["tool"] == "files_write" {
+				title = strings.TrimSuffix(a.Path, ".txt")
+			}
+			intents[title] = r["id"].(float64)
+			if r["unfinished"] == true {
+				unfinished++
+			}
+		case r["intent_id"].(float64) != 0:
+			outcomes[r["intent_id"].(float64)] = r["outcome"].(string)
+		case r["decision"] == "allow":
+			t.Errorf("row %v: an allowed %v call with one row; tools with side effects need an intent row", r["id"], r["tool"])
+		}
+	}
+	db, err := store.OpenSQLite(context.Background(), filepath.Join(dataDir, store.DataDBName), true, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query("SELECT title FROM todos")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var todos int
+	for rows.Next() {
+		var title string
+		if err := rows.Scan(&title); err != nil {
+			t.Fatal(err)
+		}
+		todos++
+		if _, ok := intents[title]; !ok {
+			t.Errorf("todo %q exists but has no intent row", title)
+		}
+	}
+	_ = rows.Close()
+	files, err := os.ReadDir(workspace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var written int
+	for _, f := range files {
+		title, ok := strings.CutSuffix(f.Name(), ".txt")
+		if !ok || strings.HasPrefix(f.Name(), ".idmcp-") {
+			continue // a temp file of a write cut off before its rename
+		}
+		written++
+		if _, ok := intents[title]; !ok {
+			t.Errorf("file %q was written but has no intent row", f.Name())
+		}
+	}
+	for _, title := range acked {
+		id, ok := intents[title]
+		if !ok {
+			t.Errorf("call %q was acknowledged but has no intent row", title)
+			continue
+		}
+		if outcomes[id] != "ok" {
+			t.Errorf("call %q (intent row %v) was acknowledged but its outcome row is %q", title, id, outcomes[id])
+		}
+	}
+	out, errOut, code := runIdmcp(t, nil, "audit", "verify", "--data-dir", dataDir)
+	if code != 0 || !strings.HasPrefix(out, "ok: ") {
+		t.Fatalf("audit verify: exit %d\n%s%s", code, out, errOut)
+	}
+	t.Logf("%d todos, %d files, %d intents, %d outcomes, %d acknowledged, %d unfinished", todos, written, len(intents), len(outcomes), len(acked), unfinished)
+	return unfinished
+}
+
+// TestCrash_IntentRowsUnderSIGKILL kills the server with SIGKILL, four
+// times, under a load of todo_create and files_write (tools with side
+// effects) and restarts it on the same data dir: no todo or file may exist
+// without its intent row, no acknowledged call without its outcome row, and
+// the chain must verify after each kill and after the last restart.
+func TestCrash_IntentRowsUnderSIGKILL(t *testing.T) {
+	dataDir, workspace := t.TempDir(), t.TempDir()
+	secret := addSharedProfile(t, dataDir, "crash", "todo:read todo:write files:read files:write", "")
+	var acked []string
+	for round := range 4 {
+		s := startLoadIn(t, dataDir, workspace, "crash", secret, fmt.Sprintf("k%d", round))
+		s.waitAcked(20)
+		time.Sleep(time.Duration(100+120*round) * time.Millisecond)
+		state, got := s.end(syscall.SIGKILL)
+		if ws, ok := state.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+			t.Fatalf("round %d: server ended with %v, want killed by SIGKILL", round, state)
+		}
+		acked = append(acked, got...)
+		intentCheck(t, dataDir, workspace, acked)
+		if t.Failed() {
+			t.Fatalf("round %d failed; stderr: %s", round, s.stderr.String())
+		}
+	}
+	// A last restart (the server recovers the WAL) and a clean stop.
+	s := startLoadIn(t, dataDir, workspace, "crash", secret, "final")
+	s.waitAcked(5)
+	if state, got := s.end(nil); state.ExitCode() != 0 {
+		t.Fatalf("final run exit %v", state)
+	} else {
+		acked = append(acked, got...)
+	}
+	intentCheck(t, dataDir, workspace, acked)
 }

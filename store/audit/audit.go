@@ -37,11 +37,20 @@ const (
 
 // Decisions and outcomes.
 const (
-	Allow   = "allow"
-	Deny    = "deny"
-	OK      = "ok"
-	Failed  = "error"
-	Genesis = "0000000000000000000000000000000000000000000000000000000000000000"
+	Allow  = "allow"
+	Deny   = "deny"
+	OK     = "ok"
+	Failed = "error"
+	// Started is the outcome of an intent row: written and committed before
+	// a tool with side effects runs (Log.Intent).
+	Started = "started"
+	// Cancelled is the outcome of a call whose client cancelled it (or went
+	// away) while the tool ran.
+	Cancelled = "cancelled"
+	// Unfinished is how readers show an intent row without an outcome row;
+	// it is never stored.
+	Unfinished = "unfinished"
+	Genesis    = "0000000000000000000000000000000000000000000000000000000000000000"
 )
 
 // ErrUnavailable is wrapped by every error that means a row was not recorded.
@@ -67,6 +76,9 @@ type Event struct {
 	Duration     time.Duration   `json:"-"`
 	ResultBytes  int64           `json:"result_bytes"`
 	ResultSHA256 string          `json:"result_sha256"`
+	// IntentID names the intent row (written by Intent) whose outcome this
+	// row records; 0 on every other row.
+	IntentID int64 `json:"intent_id"`
 }
 
 // Row is a stored audit row.
@@ -91,6 +103,12 @@ type Row struct {
 	ResultSHA256 string   `json:"result_sha256"`
 	PrevHash     string   `json:"prev_hash"`
 	Hash         string   `json:"hash"`
+	IntentID     int64    `json:"intent_id"`
+
+	// Unfinished is set by Reader.Query and Each on an intent row (outcome
+	// "started") that no outcome row names: the call was cut off by a kill
+	// or crash, or is still running. It is not a column.
+	Unfinished bool `json:"-"`
 
 	// actorsText is the actors column exactly as stored (set when a row is
 	// read or built for writing): the hash covers the stored text, so an
@@ -160,6 +178,8 @@ type request struct {
 	row   Row
 	probe bool
 	done  chan error
+	// id, when set, receives the row's id before done is answered (Intent).
+	id *int64
 }
 
 // outage describes the log while it cannot be written.
@@ -258,7 +278,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 // many rows costs about a third of a step per row.
 const (
 	insertChunk = 32
-	numColumns  = 20
+	numColumns  = 21
 )
 
 // insertSQL returns an INSERT of n rows.
@@ -325,7 +345,33 @@ func (l *Log) Stats() (rows, commits int64) { return l.rows.Load(), l.commits.Lo
 // may still be committed later; a row for a call whose caller got an error
 // is the safe side of that race.)
 func (l *Log) Append(ctx context.Context, ev Event) error {
+	if ev.Outcome == Started && ev.IntentID == 0 {
+		return fmt.Errorf("audit: an intent row is written with Intent, not Append")
+	}
 	return l.send(request{row: l.toRow(ev)})
+}
+
+// Intent writes the intent row of a call with side effects and returns its
+// id once it is committed: decision allow, outcome "started". The caller
+// runs the tool only after a nil error, and then Appends the outcome row
+// (outcome OK, Failed or Cancelled; duration, result size and hash) with
+// IntentID set to the returned id. An intent row that no outcome row names
+// is shown as "unfinished" by readers and the audit_calls view: the process
+// died mid-call. Like Append it ignores ctx's cancellation and fails with
+// ErrUnavailable when the row may not be on disk: then the tool must not
+// run.
+//
+// ev's Decision, Outcome and IntentID are set by Intent; ev.Arguments are
+// redacted as Append does. The relay for wrapped servers calls it the same
+// way for the child's tools.
+func (l *Log) Intent(ctx context.Context, ev Event) (int64, error) {
+	ev.Decision, ev.Outcome, ev.IntentID = Allow, Started, 0
+	ev.Duration, ev.ResultBytes, ev.ResultSHA256 = 0, 0, ""
+	var id int64
+	if err := l.send(request{row: l.toRow(ev), id: &id}); err != nil {
+		return 0, err
+	}
+	return id, nil
 }
 
 // Pools of the channels and timers send waits on: one of each per Append

@@ -241,10 +241,10 @@ func pruneBatch(ctx context.Context, db *sql.DB, cfg PruneConfig, session string
 		PrevHash: headHash,
 	}
 	row.Hash = ComputeHash(&row)
-	if _, err := tx.ExecContext(ctx, "INSERT INTO audit_log ("+columns+") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+	if _, err := tx.ExecContext(ctx, "INSERT INTO audit_log ("+columns+") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
 		row.ID, row.TS, row.Transport, row.Session, row.Event, row.Subject, row.ClientID, row.ClientName,
 		actorsJSON(row.Actors), row.AuthMethod, row.Tool, row.Arguments, row.Decision, row.Reason, row.Outcome,
-		row.DurationUS, row.ResultBytes, row.ResultSHA256, row.PrevHash, row.Hash); err != nil {
+		row.DurationUS, row.ResultBytes, row.ResultSHA256, row.PrevHash, row.Hash, row.IntentID); err != nil {
 		return 0, err
 	}
 	if err := tx.Commit(); err != nil {

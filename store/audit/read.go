@@ -17,6 +17,12 @@ import (
 // with mode=ro.
 type Reader struct {
 	db *sql.DB
+	// cols is the SELECT list of columns: columns, or, on a database no
+	// server has migrated yet (a read-only reader cannot), the same with a
+	// constant 0 for intent_id.
+	cols string
+	// unfinished is the SELECT expression of Row.Unfinished.
+	unfinished string
 }
 
 // OpenReader opens path read-only.
@@ -25,7 +31,17 @@ func OpenReader(ctx context.Context, path string) (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
-	return &Reader{db: db}, nil
+	r := &Reader{db: db, cols: columns,
+		unfinished: "outcome = 'started' AND NOT EXISTS (SELECT 1 FROM audit_log o WHERE o.intent_id = audit_log.id)"}
+	var n int
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM pragma_table_info('audit_log') WHERE name = 'intent_id'").Scan(&n); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	if n == 0 {
+		r.cols, r.unfinished = strings.Replace(columns, "intent_id", "0 AS intent_id", 1), "0"
+	}
+	return r, nil
 }
 
 // Close closes the reader.
@@ -104,7 +120,8 @@ func (r *Reader) Query(ctx context.Context, f Filter) ([]Row, error) {
 // returned.
 func (r *Reader) Each(ctx context.Context, f Filter, fn func(Row) error) error {
 	cond, args := f.where()
-	q := "SELECT " + columns + " FROM audit_log" + cond
+	// unfinished: an intent row that no outcome row names (yet).
+	q := "SELECT " + r.cols + ", " + r.unfinished + " FROM audit_log" + cond
 	if f.Limit > 0 {
 		q = "SELECT * FROM (" + q + fmt.Sprintf(" ORDER BY id DESC LIMIT %d", f.Limit) + ") ORDER BY id"
 	} else {
@@ -115,11 +132,13 @@ func (r *Reader) Each(ctx context.Context, f Filter, fn func(Row) error) error {
 		return fmt.Errorf("audit query: %w", err)
 	}
 	defer rows.Close()
+	var row0 Row // scratch for the unfinished column
 	for rows.Next() {
-		row, err := scanRow(rows)
+		row, err := scanRow(rows, &row0.Unfinished)
 		if err != nil {
 			return fmt.Errorf("audit query: %w", err)
 		}
+		row.Unfinished, row0.Unfinished = row0.Unfinished, false
 		if err := fn(row); err != nil {
 			return err
 		}
@@ -130,11 +149,12 @@ func (r *Reader) Each(ctx context.Context, f Filter, fn func(Row) error) error {
 	return nil
 }
 
-func scanRow(rows *sql.Rows) (Row, error) {
+// scanRow scans the columns of a row, and the extra ones after them.
+func scanRow(rows *sql.Rows, extra ...any) (Row, error) {
 	var r Row
-	err := rows.Scan(&r.ID, &r.TS, &r.Transport, &r.Session, &r.Event, &r.Subject, &r.ClientID, &r.ClientName,
+	err := rows.Scan(append([]any{&r.ID, &r.TS, &r.Transport, &r.Session, &r.Event, &r.Subject, &r.ClientID, &r.ClientName,
 		&r.actorsText, &r.AuthMethod, &r.Tool, &r.Arguments, &r.Decision, &r.Reason, &r.Outcome, &r.DurationUS,
-		&r.ResultBytes, &r.ResultSHA256, &r.PrevHash, &r.Hash)
+		&r.ResultBytes, &r.ResultSHA256, &r.PrevHash, &r.Hash, &r.IntentID}, extra...)...)
 	if err != nil {
 		return r, err
 	}
@@ -232,7 +252,7 @@ func (r *Reader) Verify(ctx context.Context) (VerifyResult, error) {
 	}
 	checkpointID, checkpointHash := prevID, prevHash
 	confirmed := res.CheckpointID == 0
-	rows, err := tx.QueryContext(ctx, "SELECT "+columns+" FROM audit_log ORDER BY id")
+	rows, err := tx.QueryContext(ctx, "SELECT "+r.cols+" FROM audit_log ORDER BY id")
 	if err != nil {
 		return res, fmt.Errorf("audit verify: %w", err)
 	}

@@ -84,6 +84,7 @@ func (l *Log) toRow(ev Event) Row {
 		DurationUS:   ev.Duration.Microseconds(),
 		ResultBytes:  ev.ResultBytes,
 		ResultSHA256: ev.ResultSHA256,
+		IntentID:     ev.IntentID,
 	}
 	row.prepare()
 	return row
@@ -97,7 +98,7 @@ func (r *Row) prepare() {
 	r.canon = r.canonMiddle()
 	r.args = [numColumns]any{nil, r.TS, box(r.Transport), r.Session, box(r.Event), r.Subject, r.ClientID,
 		r.ClientName, box(r.actorsText), box(r.AuthMethod), r.Tool, r.Arguments, box(r.Decision), box(r.Reason),
-		box(r.Outcome), r.DurationUS, r.ResultBytes, r.ResultSHA256, nil, nil}
+		box(r.Outcome), r.DurationUS, r.ResultBytes, r.ResultSHA256, nil, nil, r.IntentID}
 }
 
 // box returns s as an INSERT parameter. Storing a string in an interface
@@ -133,6 +134,8 @@ func box(s string) any {
 		return OK
 	case Failed:
 		return Failed
+	case Started:
+		return Started
 	}
 	return s
 }

@@ -22,6 +22,9 @@ func (l *Log) run() {
 		batch, err = l.commit(append(batch[:0], first))
 		l.setHealth(err, batch)
 		for _, r := range batch {
+			if err == nil && r.id != nil {
+				*r.id = r.row.ID
+			}
 			r.done <- err
 		}
 		if err == nil {
