@@ -218,3 +218,64 @@ func BenchmarkRedactArguments(b *testing.B) {
 		_ = r.Arguments(ev.Arguments)
 	}
 }
+
+// BenchmarkCall measures what a tool call pays the audit log: one row (a
+// read-only tool, or before write-ahead intents) against an intent row
+// committed before the tool runs plus an outcome row after it (a tool with
+// side effects), with one and with 64 concurrent callers. calls/s and the
+// per-call p50 (one caller) are reported.
+func BenchmarkCall(b *testing.B) {
+	ctx := context.Background()
+	for _, sync := range []store.Sync{store.SyncFull, store.SyncNormal} {
+		for _, kind := range []string{"one-row", "intent+outcome"} {
+			for _, writers := range []int{1, 64} {
+				b.Run(fmt.Sprintf("sync=%s/%s/writers=%d", sync, kind, writers), func(b *testing.B) {
+					l, err := audit.Open(ctx, audit.Config{Path: filepath.Join(b.TempDir(), "audit.db"), Sync: sync})
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer func() { _ = l.Close(ctx) }()
+					call := func(i int) error {
+						ev := nextEvent(i)
+						if kind == "one-row" {
+							return l.Append(ctx, ev)
+						}
+						id, err := l.Intent(ctx, ev)
+						if err != nil {
+							return err
+						}
+						ev.IntentID, ev.Arguments = id, []byte("{}")
+						return l.Append(ctx, ev)
+					}
+					b.ReportAllocs()
+					b.ResetTimer()
+					if writers == 1 {
+						lat := make([]time.Duration, b.N)
+						for i := range b.N {
+							start := time.Now()
+							if err := call(i); err != nil {
+								b.Fatal(err)
+							}
+							lat[i] = time.Since(start)
+						}
+						b.StopTimer()
+						slices.Sort(lat)
+						b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+					} else {
+						b.SetParallelism(max(1, writers/runtime.GOMAXPROCS(0)))
+						b.RunParallel(func(pb *testing.PB) {
+							for i := 0; pb.Next(); i++ {
+								if err := call(i); err != nil {
+									b.Error(err)
+									return
+								}
+							}
+						})
+						b.StopTimer()
+					}
+					b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "calls/s")
+				})
+			}
+		}
+	}
+}
