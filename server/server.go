@@ -240,10 +240,9 @@ func (c *core) handler(spec tools.Spec, transport string, who principalFunc) mcp
 		res, err := runTool(ctx, spec, p, args)
 		ev := c.event(p, transport, audit.EventToolsCall)
 		ev.Tool, ev.Arguments, ev.Decision, ev.Reason = spec.Name, args, audit.Allow, "allowed"
-		if intentID != 0 {
-			// The intent row holds the arguments; the outcome row names it.
-			ev.Arguments, ev.IntentID = json.RawMessage("{}"), intentID
-		}
+		// The outcome row repeats the (redacted) arguments, so that it reads
+		// on its own, and names its intent row.
+		ev.IntentID = intentID
 		ev.Duration = c.now().Sub(start)
 		var out *mcp.CallToolResult
 		switch {

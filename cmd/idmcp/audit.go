@@ -27,13 +27,15 @@ const auditUsage = `usage: idmcp audit COMMAND [flags]
   export  --format jsonl [filters] [--after-id N]  one JSON object per row (arguments as an object), for SIEMs
   sql     "SELECT …" [--json]                      any read-only SQL on the file (mode=ro: writes fail);
                                                    --json: one object per row, columns in query order
-  verify                                           walk the hash chain; exit 1 at the first damaged row
+  verify  [--expect-head ID:HASH] [--links-only]  walk the hash chain (keyed rows under the data dir's audit key);
+                                                   exit 0 ok, 1 tampered, 3 cannot verify (no audit key)
+  head                                             the chain head as ID:HASH, to keep elsewhere as an anchor
   prune   --before DATE                            delete rows older than DATE, keeping the chain verifiable
   schema  [--sql]                                  tables, views and example queries (--sql: the live DDL)
 
 filters: --since 1h|30d|2026-01-02 --until … --subject S --client C --tool T --event E --decision allow|deny
 Every command takes --data-dir DIR (else $IDMCP_DATA_DIR, else the per-user state dir) and works while a
-server is writing.
+server is writing. verify and prune take --no-keyring and --audit-key-file PATH as serve does.
 `
 
 // Bounds of `audit tail -f`'s polling interval.
@@ -154,6 +156,8 @@ func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return auditSQL(ctx, args[1:], stdout, stderr)
 	case "verify":
 		return auditVerify(ctx, args[1:], stdout, stderr)
+	case "head":
+		return auditHead(ctx, args[1:], stdout, stderr)
 	case "prune":
 		return auditPrune(ctx, args[1:], stdout, stderr)
 	case "schema":
@@ -324,8 +328,19 @@ func auditExport(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	defer r.Close()
 	f.AfterID = *afterID
+	// The head is read before the rows, in the same state or older: every
+	// row up to it is in the export unless filtered out.
+	head, err := r.Head(ctx)
+	if err != nil {
+		return err
+	}
 	enc := json.NewEncoder(stdout)
-	return r.Each(ctx, f, func(row audit.Row) error { return enc.Encode(row.Export()) })
+	if err := r.Each(ctx, f, func(row audit.Row) error { return enc.Encode(row.Export()) }); err != nil {
+		return err
+	}
+	// The last line carries the chain head, for the receiver to keep as an
+	// anchor (audit verify --expect-head ID:HASH).
+	return enc.Encode(map[string]any{"audit_head": head.String()})
 }
 
 func auditSQL(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -399,8 +414,120 @@ func sqlCell(v any) string {
 	return fmt.Sprint(v)
 }
 
+// keyFlags are the flags that say where the audit key is (as serve's).
+type keyFlags struct {
+	noKeyring *bool
+	file      *string
+}
+
+func (c *auditCmd) keyFlags() keyFlags {
+	return keyFlags{
+		noKeyring: c.fs.Bool("no-keyring", false, "the audit key is in a file (--audit-key-file), not the OS keyring"),
+		file:      c.fs.String("audit-key-file", os.Getenv("IDMCP_AUDIT_KEY_FILE"), "the audit key file (default DATA_DIR.audit-key) [$IDMCP_AUDIT_KEY_FILE]"),
+	}
+}
+
+// loadKey loads the data dir's audit key (never creating one); nil, and
+// the reason, when there is none.
+func (c *auditCmd) loadKey(ctx context.Context, k keyFlags) ([]byte, string, error) {
+	dir, _, err := dataDir(*c.dataDir)
+	if err != nil {
+		return nil, "", err
+	}
+	ks, err := audit.LoadKey(ctx, auditKeyConfig(dir, *k.noKeyring, *k.file))
+	if errors.Is(err, audit.ErrNoKey) {
+		return nil, err.Error(), nil
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	return ks.Key, ks.Where, nil
+}
+
+// dataDirUsed reports whether a server has run with the data dir: its audit
+// key or its tool database exists (both are made when a server starts, and
+// the key lives outside the data dir). An empty or missing audit log is then
+// a deleted one.
+func dataDirUsed(dataDir string, key []byte) bool {
+	if key != nil {
+		return true
+	}
+	_, err := os.Stat(filepath.Join(dataDir, store.DataDBName))
+	return err == nil
+}
+
 func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	c := newAuditCmd("verify", stderr, false)
+	expect := c.fs.String("expect-head", "", "fail unless row ID still has hash HASH (an anchor from audit head, kept elsewhere)")
+	linksOnly := c.fs.Bool("links-only", false, "without the audit key, check keyed rows for their links only (ids, prev_hash) and exit 0")
+	kf := c.keyFlags()
+	if _, err := c.parseArgs(args, 0); err != nil {
+		return err
+	}
+	opts := audit.VerifyOptions{}
+	if *expect != "" {
+		a, err := audit.ParseAnchor(*expect)
+		if err != nil {
+			return usageErr(err)
+		}
+		opts.ExpectHead = &a
+	}
+	key, where, err := c.loadKey(ctx, kf)
+	if err != nil {
+		return err
+	}
+	opts.Key = key
+	dir, _, err := dataDir(*c.dataDir)
+	if err != nil {
+		return err
+	}
+	opts.Used = dataDirUsed(dir, key)
+	tamperedErr := func(kind audit.Damage, err error, rows, bad int64) error {
+		fmt.Fprintf(stdout, "TAMPERED (%s): %s\nchecked %d rows; first damaged row: %d\n", kind, termSafe(err.Error()), rows, bad)
+		return &exitError{code: 1, err: err, quiet: true} // said on stdout already
+	}
+	path, ok, err := c.path()
+	if err != nil {
+		return err
+	}
+	if !ok && opts.Used {
+		return tamperedErr(audit.DamageEmpty, fmt.Errorf("no audit log at %s, but the data dir has been used (its audit key or tool database exists): the log was deleted: %w", path, audit.ErrTampered), 0, 0)
+	}
+	r, err := c.reader(ctx, stderr)
+	if r == nil || err != nil {
+		return err
+	}
+	defer r.Close()
+	res, err := r.VerifyWith(ctx, opts)
+	if err != nil {
+		if errors.Is(err, audit.ErrTampered) {
+			return tamperedErr(res.Kind, err, res.Rows, res.BadID)
+		}
+		return err
+	}
+	if res.LinksOnly > 0 && !*linksOnly {
+		fmt.Fprintf(stdout, "CANNOT VERIFY: %d row(s) are hashed under audit key %s, which was not found (%s); their links check out, their contents cannot be checked without the key. Pass --links-only to accept that.\n",
+			res.LinksOnly, res.HeadKeyID, termSafe(where))
+		return &exitError{code: 3, err: errors.New("audit key not available"), quiet: true}
+	}
+	from := "genesis"
+	if res.CheckpointID != 0 {
+		from = fmt.Sprintf("checkpoint %d (rows before %s pruned)", res.CheckpointID, res.PrunedBefore)
+	}
+	fmt.Fprintf(stdout, "ok: %d rows verified from %s; chain %s; head row %d hash %s\n", res.Rows, from, res.Chain, res.HeadID, res.HeadHash)
+	if res.LinksOnly > 0 {
+		fmt.Fprintf(stdout, "links only: %d keyed row(s) checked without the key (edits in place would not show)\n", res.LinksOnly)
+	} else if key != nil {
+		fmt.Fprintf(stdout, "key: %s (audit key %s)\n", termSafe(where), audit.KeyID(key))
+	}
+	if res.Anchor != nil {
+		fmt.Fprintf(stdout, "anchor: row %d has the expected hash\n", res.Anchor.ID)
+	}
+	return nil
+}
+
+func auditHead(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c := newAuditCmd("head", stderr, false)
 	if _, err := c.parseArgs(args, 0); err != nil {
 		return err
 	}
@@ -409,25 +536,18 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	defer r.Close()
-	res, err := r.Verify(ctx)
+	a, err := r.Head(ctx)
 	if err != nil {
-		if errors.Is(err, audit.ErrTampered) {
-			fmt.Fprintf(stdout, "TAMPERED (%s): %v\nchecked %d rows; first damaged row: %d\n", res.Kind, err, res.Rows, res.BadID)
-			return &exitError{code: 1, err: err, quiet: true} // said on stdout already
-		}
 		return err
 	}
-	from := "genesis"
-	if res.CheckpointID != 0 {
-		from = fmt.Sprintf("checkpoint %d (rows before %s pruned)", res.CheckpointID, res.PrunedBefore)
-	}
-	fmt.Fprintf(stdout, "ok: %d rows verified from %s; head row %d hash %s\n", res.Rows, from, res.HeadID, res.HeadHash)
-	return nil
+	_, err = fmt.Fprintln(stdout, a)
+	return err
 }
 
 func auditPrune(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	c := newAuditCmd("prune", stderr, false)
 	before := c.fs.String("before", "", "delete rows older than this: a date/time (2026-01-02, 2026-01-02T15:04:05Z) or an age (90d, 720h)")
+	kf := c.keyFlags()
 	if _, err := c.parseArgs(args, 0); err != nil {
 		return err
 	}
@@ -446,7 +566,11 @@ func auditPrune(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if !ok {
 		return fmt.Errorf("no audit log at %s (pass --data-dir)", path)
 	}
-	res, err := audit.Prune(ctx, audit.PruneConfig{Path: path, Before: t, Actor: osUser()})
+	key, _, err := c.loadKey(ctx, kf)
+	if err != nil {
+		return err
+	}
+	res, err := audit.Prune(ctx, audit.PruneConfig{Path: path, Before: t, Actor: osUser(), Key: key})
 	if err != nil {
 		return err
 	}

@@ -44,15 +44,27 @@ func TestAuditCLI_WhileServing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(recs) != 6 || recs[0][0] != "id" || recs[0][11] != "arguments" || !strings.Contains(recs[1][11], "before-0") {
+		// Five intent rows (with the arguments) and their five outcome rows.
+		if len(recs) != 11 || recs[0][0] != "id" || recs[0][11] != "arguments" || !strings.Contains(recs[1][11], "before-0") {
 			t.Fatalf("csv: %q", recs)
 		}
 	})
 	t.Run("Export", func(t *testing.T) {
 		lines := strings.Split(strings.TrimSpace(audit("export", "--format", "jsonl", "--since", "1h", "--tool", "todo_create")), "\n")
-		if len(lines) != 5 {
-			t.Fatalf("export: %d lines, want 5", len(lines))
+		if len(lines) != 11 {
+			t.Fatalf("export: %d lines, want 10 rows and the head", len(lines))
 		}
+		// The last line carries the chain head, the anchor audit verify takes.
+		var head struct {
+			Head string `json:"audit_head"`
+		}
+		if err := json.Unmarshal([]byte(lines[10]), &head); err != nil || head.Head == "" {
+			t.Fatalf("export's last line %s: want {\"audit_head\":\"ID:HASH\"}", lines[10])
+		}
+		if out := audit("verify", "--expect-head", head.Head); !strings.HasPrefix(out, "ok: ") || !strings.Contains(out, "anchor: row") {
+			t.Fatalf("verify --expect-head %s: %s", head.Head, out)
+		}
+		lines = lines[:10]
 		var row struct {
 			ID        int64             `json:"id"`
 			Arguments map[string]string `json:"arguments"`
@@ -65,7 +77,7 @@ func TestAuditCLI_WhileServing(t *testing.T) {
 			t.Fatalf("export row: %+v", row)
 		}
 		// query --json and tail --json write the same objects as export.
-		for _, args := range [][]string{{"query", "--json"}, {"tail", "-n", "5", "--json"}} {
+		for _, args := range [][]string{{"query", "--json"}, {"tail", "-n", "10", "--json"}} {
 			if got := strings.Split(strings.TrimSpace(audit(append(args, "--since", "1h", "--tool", "todo_create")...)), "\n"); strings.Join(got, "\n") != strings.Join(lines, "\n") {
 				t.Fatalf("audit %v:\n%s\nwant export's lines:\n%s", args, strings.Join(got, "\n"), strings.Join(lines, "\n"))
 			}
@@ -76,7 +88,7 @@ func TestAuditCLI_WhileServing(t *testing.T) {
 		}
 	})
 	t.Run("SQL", func(t *testing.T) {
-		out := audit("sql", "SELECT tool, count(*) AS calls FROM audit_tool_calls GROUP BY tool ORDER BY tool")
+		out := audit("sql", "SELECT tool, count(*) AS calls FROM audit_calls GROUP BY tool ORDER BY tool")
 		want := "tool          calls\nno_such_tool  1\ntodo_create   5\n"
 		if out != want {
 			t.Fatalf("audit sql:\n%s\nwant:\n%s", out, want)

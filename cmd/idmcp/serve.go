@@ -29,6 +29,8 @@ type serveFlags struct {
 	sandbox      string
 	policy       string
 	workspace    string
+	noKeyring    bool
+	auditKeyFile string
 	http         httpFlags // serve_http.go
 }
 
@@ -45,6 +47,8 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&f.policy, "policy", "", "policy file (TOML): enabled tools, overrides, host grants, claim mapping; see examples/policy.toml")
 	fs.StringVar(&f.workspace, "workspace", "", "directory the files_* tools are confined to (without it they are not registered)")
 	fs.StringVar(&f.sandbox, "sandbox", envOr("IDMCP_SANDBOX", "auto"), "self-sandboxing on Linux: auto (all the kernel supports), strict (refuse to start without Landlock files+network and seccomp), off [$IDMCP_SANDBOX]")
+	fs.BoolVar(&f.noKeyring, "no-keyring", false, "keep the audit key in a file (--audit-key-file) instead of the OS keyring; protects the chain less")
+	fs.StringVar(&f.auditKeyFile, "audit-key-file", os.Getenv("IDMCP_AUDIT_KEY_FILE"), "the audit key file, outside the data dir, used with --no-keyring or when the OS keyring is unavailable (default DATA_DIR.audit-key) [$IDMCP_AUDIT_KEY_FILE]")
 	f.http.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err

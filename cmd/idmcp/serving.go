@@ -23,6 +23,7 @@ type commonSettings struct {
 	sbMode sandbox.Mode
 	pol    *auth.Policy
 	dir    string
+	key    audit.KeyConfig
 }
 
 // common parses the shared flags, loads the policy and creates the data dir.
@@ -44,6 +45,8 @@ func (f serveFlags) common() (commonSettings, error) {
 	if c.dir, _, err = dataDir(f.dataDir); err != nil {
 		return c, err
 	}
+	c.key = auditKeyConfig(c.dir, f.noKeyring, f.auditKeyFile)
+	c.key.Create = true
 	return c, store.EnsureDir(c.dir)
 }
 
@@ -69,7 +72,15 @@ func openBackend(ctx context.Context, c commonSettings, workspace string, redact
 	if b.st, err = store.Open(ctx, store.Config{Dir: c.dir}); err != nil {
 		return nil, err
 	}
-	if b.alog, err = audit.Open(ctx, audit.Config{Path: b.auditPath, Sync: c.sync, Redactor: redactor, Logger: logger}); err != nil {
+	ks, err := audit.LoadKey(ctx, c.key)
+	if err != nil {
+		return nil, fmt.Errorf("audit key: %w", err)
+	}
+	if ks.Warning != "" {
+		logger.Warn(ks.Warning)
+	}
+	logger.Debug("audit key", "where", ks.Where, "key_id", audit.KeyID(ks.Key))
+	if b.alog, err = audit.Open(ctx, audit.Config{Path: b.auditPath, Sync: c.sync, Redactor: redactor, Logger: logger, Key: ks.Key}); err != nil {
 		return nil, err
 	}
 	if b.ts, err = buildTools(ctx, toolsetOptions{Policy: c.pol, Store: b.st, Info: info, Workspace: workspace, AuditPath: b.auditPath}); err != nil {
@@ -104,4 +115,14 @@ func claimMapping(pol *auth.Policy) jwtauth.ClaimMapping {
 		return jwtauth.ClaimMapping{}
 	}
 	return jwtauth.ClaimMapping{ScopeClaims: pol.Claims.ScopeClaims, RoleClaims: pol.Claims.RoleClaims, ScopePrefix: pol.Claims.ScopePrefix}
+}
+
+// auditKeyConfig says where the audit key of dataDir is kept: the OS keyring
+// (service as for host secrets), or with noKeyring only the key file.
+func auditKeyConfig(dataDir string, noKeyring bool, file string) audit.KeyConfig {
+	kc := audit.KeyConfig{DataDir: dataDir, File: file}
+	if !noKeyring {
+		kc.Keyring = hostKeyring()
+	}
+	return kc
 }

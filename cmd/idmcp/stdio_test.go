@@ -279,7 +279,7 @@ func TestAuditQuery_WhileServerRuns(t *testing.T) {
 	// The server is still running: the CLI reads the live database.
 	rows := auditRows(t, dataDir)
 	keys := []string{"ts", "transport", "session", "event", "subject", "client_id", "actors", "tool", "arguments", "decision", "reason", "outcome", "duration_us"}
-	var sawCall, sawOK, sawDeny bool
+	var sawIntent, sawCall, sawOK, sawDeny bool
 	for _, row := range rows {
 		for _, k := range keys {
 			if _, ok := row[k]; !ok {
@@ -289,7 +289,10 @@ func TestAuditQuery_WhileServerRuns(t *testing.T) {
 		if _, err := time.Parse(time.RFC3339Nano, row["ts"].(string)); err != nil || !strings.Contains(row["ts"].(string), ".") {
 			t.Errorf("ts %q is not RFC 3339 with sub-second precision", row["ts"])
 		}
-		if row["tool"] == "todo_create" && strings.Contains(row["arguments"].(string), "buy milk") {
+		if row["tool"] == "todo_create" && strings.Contains(row["arguments"].(string), "buy milk") && row["outcome"] == "started" {
+			sawIntent = true // the write-ahead intent row, committed before the tool ran
+		}
+		if row["tool"] == "todo_create" && strings.Contains(row["arguments"].(string), "buy milk") && row["outcome"] != "started" {
 			sawCall = true
 			if args := row["arguments"].(string); !strings.Contains(args, "buy milk") || strings.Contains(args, "sk-live") || !strings.Contains(args, "[REDACTED]") {
 				t.Errorf("arguments %s: want title kept and api_key redacted", args)
@@ -306,8 +309,8 @@ func TestAuditQuery_WhileServerRuns(t *testing.T) {
 			sawDeny = true
 		}
 	}
-	if !sawCall || !sawOK || !sawDeny {
-		t.Errorf("rows lack the refused-argument todo_create (%v), the ok todo_create (%v) or the denied todo_delete (%v): %v", sawCall, sawOK, sawDeny, rows)
+	if !sawIntent || !sawCall || !sawOK || !sawDeny {
+		t.Errorf("rows lack the intent (%v) or outcome of the refused-argument todo_create (%v), the ok todo_create (%v) or the denied todo_delete (%v): %v", sawIntent, sawCall, sawOK, sawDeny, rows)
 	}
 	filtered := auditRows(t, dataDir, "--decision", "deny", "--tool", "todo_delete", "--since", "1h", "--limit", "5")
 	if len(filtered) != 1 {

@@ -2,6 +2,8 @@ package audit
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"database/sql"
 	"embed"
 	"encoding/json"
@@ -143,6 +145,11 @@ type Config struct {
 	// Logger gets operational messages (the log failing and recovering),
 	// never row contents; discarded when nil.
 	Logger *slog.Logger
+	// Key is the data dir's audit key (KeySize bytes). With it, row hashes
+	// are HMAC-SHA-256 under it: Open writes an audit/key row first when the
+	// chain is not keyed yet. Without it, hashes are plain SHA-256, and Open
+	// refuses a chain that is already keyed (ErrKeyMismatch).
+	Key []byte
 }
 
 // Defaults.
@@ -168,6 +175,9 @@ func (c Config) Validate() error {
 	}
 	if c.RetryInterval < 0 {
 		return errors.New("field \"retry_interval\": negative")
+	}
+	if c.Key != nil && len(c.Key) != KeySize {
+		return fmt.Errorf("field \"key\": %d bytes, want %d", len(c.Key), KeySize)
 	}
 	return nil
 }
@@ -269,8 +279,60 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		return fail(err)
 	}
 	l.requestAt, l.forceAt = checkpointPages, walPagesCap
+	current, err := chainKeyID(ctx, db)
+	if err != nil {
+		l.stmts.close()
+		l.ckpt.close()
+		return fail(err)
+	}
+	switch {
+	case cfg.Key == nil && current != "":
+		l.stmts.close()
+		l.ckpt.close()
+		return fail(fmt.Errorf("%w: the chain is keyed (audit key %s) and no key was given: rows written without it would not verify", ErrKeyMismatch, current))
+	case cfg.Key != nil && current != "" && current != KeyID(cfg.Key):
+		l.stmts.close()
+		l.ckpt.close()
+		return fail(fmt.Errorf("%w: the chain is keyed under audit key %s, but this data dir's key is %s: restore the key (keyring entry or key file), or move %s aside to start a new log", ErrKeyMismatch, current, KeyID(cfg.Key), cfg.Path))
+	}
+	if cfg.Key != nil {
+		l.hasher.mac = hmac.New(sha256.New, cfg.Key)
+	}
 	go l.run()
+	if cfg.Key != nil && current == "" {
+		// The switch is itself a row, hashed under the key: from here on a
+		// rewrite of the chain needs the key.
+		row := l.toRow(Event{Event: EventKey, Outcome: OK,
+			Reason: "row hashes are HMAC-SHA-256 under this data dir's audit key from this row on"})
+		args, _ := json.Marshal(keyArgs{Chain: ChainHMAC, KeyID: KeyID(cfg.Key)})
+		row.Arguments = string(args)
+		row.prepare()
+		if err := l.send(request{row: row}); err != nil {
+			_ = l.Close(ctx)
+			return nil, fmt.Errorf("audit: write the audit/key row: %w", err)
+		}
+	}
 	return l, nil
+}
+
+// chainKeyID returns the key id the chain's head is hashed under: that of
+// the newest audit/key row, else of the newest checkpoint (its key row was
+// pruned), else "" (SHA-256).
+func chainKeyID(ctx context.Context, db *sql.DB) (string, error) {
+	var args string
+	err := db.QueryRowContext(ctx, "SELECT arguments FROM audit_log WHERE event = '"+EventKey+"' ORDER BY id DESC LIMIT 1").Scan(&args)
+	if err == nil {
+		return keyRowID(&Row{Arguments: args}), nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return "", err
+	}
+	var id string
+	err = db.QueryRowContext(ctx, "SELECT key_id FROM audit_checkpoint ORDER BY id DESC LIMIT 1").Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return id, err
 }
 
 // insertChunk is the most rows of one multi-row INSERT (times numColumns

@@ -244,7 +244,7 @@ func BenchmarkCall(b *testing.B) {
 						if err != nil {
 							return err
 						}
-						ev.IntentID, ev.Arguments = id, []byte("{}")
+						ev.IntentID = id
 						return l.Append(ctx, ev)
 					}
 					b.ReportAllocs()

@@ -1,9 +1,11 @@
 package audit
 
 import (
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"hash"
 	"strconv"
 	"unicode/utf8"
 )
@@ -57,10 +59,21 @@ func (r *Row) canonMiddle() []byte {
 	return append(b, ',')
 }
 
+// ComputeHMAC returns the keyed row hash: HMAC-SHA-256 under key over the
+// same canonical encoding as ComputeHash, in hex. Rows after an audit/key
+// row carry it (key.go).
+func ComputeHMAC(key []byte, r *Row) string {
+	h := hasher{mac: hmac.New(sha256.New, key)}
+	return h.sum(r, r.canonMiddle())
+}
+
 // hasher computes row hashes, reusing its buffer for the canonical encoding
-// (the writer hashes every row, one after another).
+// (the writer hashes every row, one after another). With mac set the hash is
+// HMAC-SHA-256 under its key, else plain SHA-256.
 type hasher struct {
 	buf []byte
+	mac hash.Hash
+	out []byte
 }
 
 // maxHashBuf is the largest buffer a hasher keeps between rows.
@@ -81,12 +94,21 @@ func (h *hasher) sum(r *Row, middle []byte) string {
 		b = strconv.AppendInt(b, r.IntentID, 10)
 	}
 	b = append(b, ']')
-	sum := sha256.Sum256(b)
+	var sum []byte
+	if h.mac != nil {
+		h.mac.Reset()
+		h.mac.Write(b)
+		h.out = h.mac.Sum(h.out[:0])
+		sum = h.out
+	} else {
+		s := sha256.Sum256(b)
+		sum = s[:]
+	}
 	if cap(b) <= maxHashBuf {
 		h.buf = b
 	}
 	var hx [2 * sha256.Size]byte
-	hex.Encode(hx[:], sum[:])
+	hex.Encode(hx[:], sum)
 	return string(hx[:])
 }
 

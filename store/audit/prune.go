@@ -38,6 +38,10 @@ type PruneConfig struct {
 	Sync store.Sync
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Key is the data dir's audit key: needed when the chain is keyed (the
+	// audit/prune row is hashed under it, and the rows are verified with it
+	// before any is deleted).
+	Key []byte
 }
 
 // Validate checks the configuration.
@@ -114,16 +118,19 @@ func Prune(ctx context.Context, cfg PruneConfig) (PruneResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("audit prune: %w", err)
 	}
-	_, verr := r.Verify(ctx)
+	vres, verr := r.VerifyWith(ctx, VerifyOptions{Key: cfg.Key})
 	_ = r.Close()
 	if verr != nil {
 		return res, fmt.Errorf("audit prune: %w: %w; pruning would erase the evidence", ErrPruneRefused, verr)
+	}
+	if vres.HeadKeyID != "" && cfg.Key == nil {
+		return res, fmt.Errorf("audit prune: %w: the chain is keyed (audit key %s) and the key is not available: the audit/prune row could not be hashed", ErrPruneRefused, vres.HeadKeyID)
 	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	session := hex.EncodeToString(b[:])
 	for {
-		n, err := pruneBatch(ctx, db, cfg, session, &res)
+		n, err := pruneBatch(ctx, db, cfg, session, vres.HeadKeyID, &res)
 		if err != nil {
 			return res, fmt.Errorf("audit prune: %w", err)
 		}
@@ -135,7 +142,9 @@ func Prune(ctx context.Context, cfg PruneConfig) (PruneResult, error) {
 
 // pruneBatch prunes at most cfg.Batch rows in one transaction and returns how
 // many it deleted.
-func pruneBatch(ctx context.Context, db *sql.DB, cfg PruneConfig, session string, res *PruneResult) (int64, error) {
+// headKey is the key id of the chain's head ("" for SHA-256): the hash of
+// the audit/prune row.
+func pruneBatch(ctx context.Context, db *sql.DB, cfg PruneConfig, session, headKey string, res *PruneResult) (int64, error) {
 	tx, err := db.BeginTx(ctx, nil) // BEGIN IMMEDIATE (_txlock): the write lock, or wait for it
 	if err != nil {
 		return 0, err
@@ -162,12 +171,15 @@ func pruneBatch(ctx context.Context, db *sql.DB, cfg PruneConfig, session string
 	}
 
 	// The rows to delete must verify, from the newest checkpoint on.
-	prevID, prevHash := int64(0), Genesis
-	err = tx.QueryRowContext(ctx, "SELECT last_id, last_hash FROM audit_checkpoint ORDER BY id DESC LIMIT 1").Scan(&prevID, &prevHash)
+	prevID, prevHash, ckptKey := int64(0), Genesis, ""
+	err = tx.QueryRowContext(ctx, "SELECT last_id, last_hash, key_id FROM audit_checkpoint ORDER BY id DESC LIMIT 1").Scan(&prevID, &prevHash, &ckptKey)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return 0, err
 	}
 	var n int64
+	c := newChain(cfg.Key)
+	c.segKey = ckptKey
+	var lastKey string // key id of the last pruned row's segment
 	rows, err := tx.QueryContext(ctx, "SELECT "+columns+" FROM audit_log WHERE id <= ? ORDER BY id", upTo+1)
 	if err != nil {
 		return 0, err
@@ -178,13 +190,13 @@ func pruneBatch(ctx context.Context, db *sql.DB, cfg PruneConfig, session string
 			rows.Close()
 			return 0, fmt.Errorf("%w: a row up to %d is unreadable (%w); run idmcp audit verify", ErrPruneRefused, upTo, err)
 		}
-		if kind, problem := link(&row, prevID, prevHash); kind != "" {
+		if kind, problem := c.check(&row, prevID, prevHash); kind != "" {
 			rows.Close()
 			return 0, fmt.Errorf("%w: row %d: %s; pruning would erase the evidence: run idmcp audit verify", ErrPruneRefused, row.ID, problem)
 		}
 		if row.ID <= upTo {
 			n++
-			res.LastID, res.LastHash = row.ID, row.Hash
+			res.LastID, res.LastHash, lastKey = row.ID, row.Hash, c.segKey
 		}
 		prevID, prevHash = row.ID, row.Hash
 	}
@@ -217,8 +229,8 @@ func pruneBatch(ctx context.Context, db *sql.DB, cfg PruneConfig, session string
 			return 0, err
 		}
 	}
-	cp, err := tx.ExecContext(ctx, "INSERT INTO audit_checkpoint (ts, pruned_before, pruned_rows, last_id, last_hash) VALUES (?, ?, ?, ?, ?)",
-		FormatTS(now), before, n, lastID, lastHash)
+	cp, err := tx.ExecContext(ctx, "INSERT INTO audit_checkpoint (ts, pruned_before, pruned_rows, last_id, last_hash, key_id) VALUES (?, ?, ?, ?, ?, ?)",
+		FormatTS(now), before, n, lastID, lastHash, lastKey)
 	if err != nil {
 		return 0, err
 	}
@@ -233,7 +245,7 @@ func pruneBatch(ctx context.Context, db *sql.DB, cfg PruneConfig, session string
 	if err := tx.QueryRowContext(ctx, headSQL).Scan(&headID, &headHash); err != nil {
 		return 0, err
 	}
-	args, _ := json.Marshal(pruneArgs{Before: before, Checkpoint: cpID, PrunedRows: n, FirstID: first.Int64, LastID: lastID, LastHash: lastHash})
+	args, _ := json.Marshal(pruneArgs{Before: before, Checkpoint: cpID, PrunedRows: n, FirstID: first.Int64, LastID: lastID, LastHash: lastHash, KeyID: lastKey})
 	row := Row{
 		ID: headID + 1, TS: FormatTS(now), Transport: "cli", Session: session,
 		Event: EventPrune, Subject: cfg.Actor, AuthMethod: "os-user", Arguments: string(args), Outcome: OK,
@@ -241,6 +253,10 @@ func pruneBatch(ctx context.Context, db *sql.DB, cfg PruneConfig, session string
 		PrevHash: headHash,
 	}
 	row.Hash = ComputeHash(&row)
+	if headKey != "" {
+		// The head is keyed; Prune checked that cfg.Key is there.
+		row.Hash = ComputeHMAC(cfg.Key, &row)
+	}
 	if _, err := tx.ExecContext(ctx, "INSERT INTO audit_log ("+columns+") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
 		row.ID, row.TS, row.Transport, row.Session, row.Event, row.Subject, row.ClientID, row.ClientName,
 		actorsJSON(row.Actors), row.AuthMethod, row.Tool, row.Arguments, row.Decision, row.Reason, row.Outcome,

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,6 +24,9 @@ type Reader struct {
 	cols string
 	// unfinished is the SELECT expression of Row.Unfinished.
 	unfinished string
+	// ckptKey is the SELECT expression of a checkpoint's key_id ('' before
+	// migration 004).
+	ckptKey string
 }
 
 // OpenReader opens path read-only.
@@ -40,6 +44,14 @@ func OpenReader(ctx context.Context, path string) (*Reader, error) {
 	}
 	if n == 0 {
 		r.cols, r.unfinished = strings.Replace(columns, "intent_id", "0 AS intent_id", 1), "0"
+	}
+	r.ckptKey = "key_id"
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM pragma_table_info('audit_checkpoint') WHERE name = 'key_id'").Scan(&n); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	if n == 0 {
+		r.ckptKey = "''"
 	}
 	return r, nil
 }
@@ -194,7 +206,62 @@ const (
 	// audit/prune row in the chain: rows were removed by hand and a
 	// checkpoint was forged to cover it.
 	DamageCheckpoint Damage = "checkpoint"
+	// DamageKey: a keyed row is hashed under a key other than this data
+	// dir's, or the chain does not end under this data dir's key though the
+	// key exists: the chain was rewritten without the key.
+	DamageKey Damage = "key"
+	// DamageAnchor: the row of an expected head (--expect-head) is missing or
+	// differs, or the log ends before it: rows were cut from the tail or the
+	// chain was rewritten.
+	DamageAnchor Damage = "anchor"
+	// DamageEmpty: the log has no rows though the data dir has been used.
+	DamageEmpty Damage = "empty"
+	// DamageTriggers: an append-only trigger is missing or altered.
+	DamageTriggers Damage = "triggers"
 )
+
+// Anchor is a row id and hash kept outside the log (`audit head`), that a
+// later Verify requires to be still there, unchanged.
+type Anchor struct {
+	ID   int64
+	Hash string
+}
+
+// Head returns the chain head: the last row, else the last prune
+// checkpoint's row, else 0 and genesis.
+func (r *Reader) Head(ctx context.Context) (Anchor, error) {
+	var a Anchor
+	if err := r.db.QueryRowContext(ctx, headSQL).Scan(&a.ID, &a.Hash); err != nil {
+		return a, fmt.Errorf("audit head: %w", err)
+	}
+	return a, nil
+}
+
+// ParseAnchor parses "ID:HASH" as `audit head` prints it.
+func ParseAnchor(s string) (Anchor, error) {
+	id, h, ok := strings.Cut(s, ":")
+	n, err := strconv.ParseInt(id, 10, 64)
+	if !ok || err != nil || n < 1 || len(h) != 64 || strings.Trim(h, "0123456789abcdef") != "" {
+		return Anchor{}, fmt.Errorf("anchor %q: want ID:HASH as audit head prints it (a row id and 64 lower-case hex digits)", s)
+	}
+	return Anchor{ID: n, Hash: h}, nil
+}
+
+// String returns "ID:HASH".
+func (a Anchor) String() string { return fmt.Sprintf("%d:%s", a.ID, a.Hash) }
+
+// VerifyOptions are what Verify checks beyond the chain's own consistency.
+type VerifyOptions struct {
+	// Key is the data dir's audit key. Without it, rows after an audit/key
+	// row are checked for their links only (VerifyResult.LinksOnly); with
+	// it, the chain must end under this key.
+	Key []byte
+	// ExpectHead, when set, must still be in the log with the same hash.
+	ExpectHead *Anchor
+	// Used says the data dir has been used (its audit key or tool database
+	// exists): an empty log is then a deleted one.
+	Used bool
+}
 
 // VerifyResult reports the outcome of Verify.
 type VerifyResult struct {
@@ -208,6 +275,16 @@ type VerifyResult struct {
 	CheckpointID int64
 	Pruned       int64
 	PrunedBefore string
+	// Chain says how the rows were hashed (ChainSHA256, or ChainHMAC with
+	// its key id and the row it starts at).
+	Chain string
+	// LinksOnly counts keyed rows whose contents were not checked (no key).
+	LinksOnly int64
+	// HeadKeyID is the audit key id the head row is hashed under ("" for
+	// SHA-256): the key the next row needs.
+	HeadKeyID string
+	// Anchor is the checked ExpectHead, if any.
+	Anchor *Anchor
 	// BadID is the first damaged row (0 when the chain is intact).
 	BadID int64
 	// Kind is what is wrong with BadID, Problem says it in words.
@@ -227,17 +304,26 @@ type pruneArgs struct {
 	FirstID    int64  `json:"first_id"`
 	LastID     int64  `json:"last_id"`
 	LastHash   string `json:"last_hash"`
+	// KeyID is the audit key id of the pruned rows' segment ("" for SHA-256).
+	KeyID string `json:"key_id,omitempty"`
 }
 
-// Verify walks the hash chain from the last prune checkpoint (or genesis),
-// in one read transaction (a consistent snapshot while a server writes or a
-// prune runs), and returns the first row that was edited, removed, inserted
-// or moved, as an error wrapping ErrTampered. A row that was edited in place
-// no longer matches its own hash; a row that was removed, inserted or moved
-// breaks the link between neighbours (ids are part of the hash, so a swap is
-// both). The newest checkpoint must be confirmed by the audit/prune row that
-// wrote it.
+// Verify is VerifyWith without a key, anchor or used marker.
 func (r *Reader) Verify(ctx context.Context) (VerifyResult, error) {
+	return r.VerifyWith(ctx, VerifyOptions{})
+}
+
+// VerifyWith walks the hash chain from the last prune checkpoint (or
+// genesis), in one read transaction (a consistent snapshot while a server
+// writes or a prune runs), and returns the first row that was edited,
+// removed, inserted or moved, as an error wrapping ErrTampered. A row that
+// was edited in place no longer matches its own hash; a row that was removed,
+// inserted or moved breaks the link between neighbours (ids are part of the
+// hash, so a swap is both). The newest checkpoint must be confirmed by the
+// audit/prune row that wrote it. Rows from an audit/key row on are checked
+// under opts.Key. Then it checks opts.ExpectHead, that a used data dir's log
+// is not empty, and that the append-only triggers are in place.
+func (r *Reader) VerifyWith(ctx context.Context, opts VerifyOptions) (VerifyResult, error) {
 	var res VerifyResult
 	tx, err := r.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
@@ -245,8 +331,9 @@ func (r *Reader) Verify(ctx context.Context) (VerifyResult, error) {
 	}
 	defer func() { _ = tx.Rollback() }()
 	prevID, prevHash := int64(0), Genesis
-	err = tx.QueryRowContext(ctx, "SELECT id, last_id, last_hash, pruned_rows, pruned_before FROM audit_checkpoint ORDER BY id DESC LIMIT 1").
-		Scan(&res.CheckpointID, &prevID, &prevHash, &res.Pruned, &res.PrunedBefore)
+	var ckptKey string
+	err = tx.QueryRowContext(ctx, "SELECT id, last_id, last_hash, pruned_rows, pruned_before, "+r.ckptKey+" FROM audit_checkpoint ORDER BY id DESC LIMIT 1").
+		Scan(&res.CheckpointID, &prevID, &prevHash, &res.Pruned, &res.PrunedBefore, &ckptKey)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return res, fmt.Errorf("audit verify: %w", err)
 	}
@@ -258,6 +345,9 @@ func (r *Reader) Verify(ctx context.Context) (VerifyResult, error) {
 	}
 	defer rows.Close()
 	res.HeadID, res.HeadHash = prevID, prevHash
+	c := newChain(opts.Key)
+	c.segKey = ckptKey
+	anchorSeen := false
 	var firstID int64
 	for rows.Next() {
 		res.Rows++
@@ -272,19 +362,25 @@ func (r *Reader) Verify(ctx context.Context) (VerifyResult, error) {
 			if rows.Scan(ptrs...) == nil {
 				row.ID, _ = vals[0].(int64)
 			}
-			return tampered(&res, row.ID, DamageUnreadable, fmt.Sprintf("a column holds a value of the wrong type (%v)", err))
+			return tampered(&res, c, row.ID, DamageUnreadable, fmt.Sprintf("a column holds a value of the wrong type (%v)", err))
 		}
 		if firstID == 0 {
 			firstID = row.ID
 		}
-		if kind, problem := link(&row, prevID, prevHash); kind != "" {
-			return tampered(&res, row.ID, kind, problem)
+		if kind, problem := c.check(&row, prevID, prevHash); kind != "" {
+			return tampered(&res, c, row.ID, kind, problem)
+		}
+		if a := opts.ExpectHead; a != nil && row.ID == a.ID {
+			anchorSeen = true
+			if row.Hash != a.Hash {
+				return tampered(&res, c, row.ID, DamageAnchor, fmt.Sprintf("hash %s differs from the expected head %s: the chain was rewritten", row.Hash, a.Hash))
+			}
 		}
 		if !confirmed && row.Event == EventPrune {
 			var a pruneArgs
 			if json.Unmarshal([]byte(row.Arguments), &a) == nil && a.Checkpoint == res.CheckpointID &&
 				a.LastID == checkpointID && a.LastHash == checkpointHash && a.PrunedRows == res.Pruned &&
-				a.Before == res.PrunedBefore {
+				a.Before == res.PrunedBefore && a.KeyID == ckptKey {
 				confirmed = true
 			}
 		}
@@ -299,30 +395,84 @@ func (r *Reader) Verify(ctx context.Context) (VerifyResult, error) {
 		if at == 0 {
 			at = res.HeadID
 		}
-		return tampered(&res, at, DamageCheckpoint, fmt.Sprintf("checkpoint %d (rows up to %d pruned) is not confirmed by any audit/prune row: rows were removed outside idmcp audit prune", res.CheckpointID, checkpointID))
+		return tampered(&res, c, at, DamageCheckpoint, fmt.Sprintf("checkpoint %d (rows up to %d pruned) is not confirmed by any audit/prune row: rows were removed outside idmcp audit prune", res.CheckpointID, checkpointID))
 	}
+	if a := opts.ExpectHead; a != nil && !anchorSeen {
+		res.Anchor = a
+		switch {
+		case a.ID > res.HeadID:
+			return tampered(&res, c, res.HeadID, DamageAnchor, fmt.Sprintf("the log ends at row %d, before the expected head row %d: rows were cut from the tail", res.HeadID, a.ID))
+		case a.ID == checkpointID && res.CheckpointID != 0:
+			if a.Hash != checkpointHash {
+				return tampered(&res, c, a.ID, DamageAnchor, fmt.Sprintf("pruned row %d had hash %s by the checkpoint, not the expected %s", a.ID, checkpointHash, a.Hash))
+			}
+		default:
+			return tampered(&res, c, a.ID, DamageAnchor, fmt.Sprintf("expected head row %d is not in the log (pruned rows end at %d): it cannot be checked; keep a newer anchor", a.ID, checkpointID))
+		}
+	}
+	res.Anchor = opts.ExpectHead
+	if res.Rows == 0 && opts.Used {
+		return tampered(&res, c, 0, DamageEmpty, "the log has no rows, but the data dir has been used (its audit key or tool database exists): the rows were deleted")
+	}
+	if opts.Key != nil && res.Rows > 0 && c.segKey != c.keyID {
+		return tampered(&res, c, res.HeadID, DamageKey, fmt.Sprintf("the data dir has audit key %s, but the chain does not end under it (%s): rows were rewritten or appended without the key", c.keyID, c.kind()))
+	}
+	if problem, err := checkTriggers(ctx, tx); err != nil {
+		return res, fmt.Errorf("audit verify: %w", err)
+	} else if problem != "" {
+		return tampered(&res, c, 0, DamageTriggers, problem)
+	}
+	res.Chain, res.LinksOnly, res.HeadKeyID = c.kind(), c.linksOnly, c.segKey
 	return res, nil
 }
 
-// link checks row against its own hash and against the row before it
-// (prevID, prevHash), and names the damage; "" when the row is sound.
-func link(row *Row, prevID int64, prevHash string) (Damage, string) {
-	selfOK := ComputeHash(row) == row.Hash
-	linked := row.PrevHash == prevHash
-	switch {
-	case !selfOK && linked:
-		return DamageContents, "contents do not match its hash (row edited, or forged with a made-up hash)"
-	case !selfOK:
-		return DamageMoved, fmt.Sprintf("matches neither its own hash nor row %d's (row moved, swapped, or renumbered around a forged row)", prevID)
-	case row.ID != prevID+1:
-		return DamageDeleted, fmt.Sprintf("follows row %d: %d row(s) missing (deleted)", prevID, row.ID-prevID-1)
-	case !linked:
-		return DamageInserted, fmt.Sprintf("prev_hash does not match row %d's hash (row %d was inserted or replaced, or this row was forged)", prevID, prevID)
-	}
-	return "", ""
+// appendOnlyTriggers are the triggers that make the tables append-only, as
+// the migrations create them (prune drops and recreates audit_log_no_delete
+// with its stored text).
+var appendOnlyTriggers = map[string]string{
+	"audit_log_no_update":        "BEFORE UPDATE ON audit_log BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
+	"audit_log_no_delete":        "BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, 'audit_log is append-only; use idmcp audit prune'); END",
+	"audit_checkpoint_no_update": "BEFORE UPDATE ON audit_checkpoint BEGIN SELECT RAISE(ABORT, 'audit_checkpoint is append-only'); END",
+	"audit_checkpoint_no_delete": "BEFORE DELETE ON audit_checkpoint BEGIN SELECT RAISE(ABORT, 'audit_checkpoint is append-only'); END",
 }
 
-func tampered(res *VerifyResult, id int64, kind Damage, problem string) (VerifyResult, error) {
+// checkTriggers returns what is wrong with the append-only triggers, "" when
+// each is there as created.
+func checkTriggers(ctx context.Context, tx *sql.Tx) (string, error) {
+	found := map[string]string{}
+	rows, err := tx.QueryContext(ctx, "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
+	if err != nil {
+		return "", err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name, text string
+		if err := rows.Scan(&name, &text); err != nil {
+			return "", err
+		}
+		found[name] = text
+	}
+	if err := rows.Err(); err != nil {
+		return "", err
+	}
+	var problems []string
+	for _, name := range []string{"audit_log_no_update", "audit_log_no_delete", "audit_checkpoint_no_update", "audit_checkpoint_no_delete"} {
+		text, ok := found[name]
+		switch {
+		case !ok:
+			problems = append(problems, name+" is missing")
+		case !strings.HasSuffix(strings.Join(strings.Fields(text), " "), appendOnlyTriggers[name]):
+			problems = append(problems, name+" was altered")
+		}
+	}
+	if problems == nil {
+		return "", nil
+	}
+	return "append-only trigger(s): " + strings.Join(problems, ", ") + ": the database was altered outside idmcp (rows may have been changed since)", nil
+}
+
+func tampered(res *VerifyResult, c *chain, id int64, kind Damage, problem string) (VerifyResult, error) {
 	res.BadID, res.Kind, res.Problem = id, kind, problem
+	res.Chain, res.LinksOnly = c.kind(), c.linksOnly
 	return *res, fmt.Errorf("row %d: %s: %w", id, problem, ErrTampered)
 }
