@@ -499,8 +499,12 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return tamperedErr(audit.DamageEmpty, fmt.Errorf("no audit log at %s, but the data dir has been used (its audit key or tool database exists): the log was deleted: %w", path, audit.ErrTampered), 0, 0)
 	}
 	r, err := c.reader(ctx, stderr)
-	if r == nil || err != nil {
+	if err != nil {
 		return err
+	}
+	if r == nil {
+		// Nothing was verified: that is not "ok" (reader said why).
+		return &exitError{code: 1, err: errors.New("no audit log to verify"), quiet: true}
 	}
 	defer r.Close()
 	res, err := r.VerifyWith(ctx, opts)
@@ -541,8 +545,7 @@ func auditHead(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if r == nil {
-		// Nothing was verified: that is not "ok" (reader said why).
-		return &exitError{code: 1, err: errors.New("no audit log to verify"), quiet: true}
+		return &exitError{code: 1, err: errors.New("no audit log: no head"), quiet: true}
 	}
 	defer r.Close()
 	a, err := r.Head(ctx)
