@@ -225,7 +225,10 @@ func demoPersona(ctx context.Context, exe, dir string, p persona, secret, keyrin
 		env = append(env, "IDMCP_TOKEN="+presented)
 	}
 	var serverLog bytes.Buffer
-	tr := transport.NewStdioWithOptions(exe, env, []string{"serve", "--profile", p.Name, "--log-level", "warn"},
+	// --no-keyring: the audit key goes to a file beside the demo's data dir,
+	// not the user's keyring (the personas use different keyring services,
+	// and a data dir has one key).
+	tr := transport.NewStdioWithOptions(exe, env, []string{"serve", "--profile", p.Name, "--log-level", "warn", "--no-keyring"},
 		transport.WithCommandStderrWriter(&serverLog))
 	if err := tr.Start(ctx); err != nil {
 		return nil, nil, err

@@ -75,7 +75,7 @@ func runHTTPDemo(ctx context.Context, exe, dir, ws string) (*httpDemo, error) {
 	if err := os.WriteFile(filepath.Join(ws, "README.md"), []byte("# demo workspace\nidmcp confines files tools to this folder.\n"), 0o600); err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, exe, "serve", "--http", "127.0.0.1:0", "--dev", "--data-dir", dir, "--workspace", ws, "--log-level", "info")
+	cmd := exec.CommandContext(ctx, exe, "serve", "--http", "127.0.0.1:0", "--dev", "--data-dir", dir, "--workspace", ws, "--log-level", "info", "--no-keyring")
 	cmd.Env = demoEnv()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

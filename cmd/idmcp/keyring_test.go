@@ -82,3 +82,30 @@ func TestKeyring_DemoUsesKeyringWhenAvailable(t *testing.T) {
 		t.Errorf("desktop (keyring) matrix %+v: want todo_create allowed, todo_delete denied", rep.Matrix["desktop"])
 	}
 }
+
+// TestKeyring_AuditKey: with a Secret Service, the server keeps the data
+// dir's audit key there (service idmcp, account audit-key:<data dir>), no
+// key file is written, and audit verify checks the HMAC chain with it.
+// scripts/ci runs it with the other keyring tests.
+func TestKeyring_AuditKey(t *testing.T) {
+	if os.Getenv("IDMCP_TEST_KEYRING") != "1" {
+		t.Skip("set IDMCP_TEST_KEYRING=1 under a Secret Service session (scripts/ci does) to run the keyring tests")
+	}
+	dataDir := keyedDataDir(t)
+	lookup, err := exec.Command("secret-tool", "lookup", "service", "idmcp", "username", "audit-key:"+dataDir).Output()
+	if err != nil || len(strings.TrimSpace(string(lookup))) != 64 {
+		t.Fatalf("secret-tool lookup of the audit key: err %v, %d characters", err, len(strings.TrimSpace(string(lookup))))
+	}
+	if _, err := os.Stat(dataDir + ".audit-key"); !os.IsNotExist(err) {
+		t.Fatalf("a key file was written beside the data dir although the keyring works: %v", err)
+	}
+	out := mustIdmcp(t, nil, "audit", "verify", "--data-dir", dataDir)
+	if !strings.Contains(out, "chain hmac-sha256") || !strings.Contains(out, "OS keyring entry") {
+		t.Fatalf("audit verify: %s", out)
+	}
+	// The key file route still refuses: --no-keyring finds no key there.
+	if out, _, code := runIdmcp(t, nil, "audit", "verify", "--no-keyring", "--data-dir", dataDir); code != 3 {
+		t.Fatalf("verify --no-keyring without a key file: exit %d, want 3\n%s", code, out)
+	}
+	_ = exec.Command("secret-tool", "clear", "service", "idmcp", "username", "audit-key:"+dataDir).Run()
+}

@@ -11,7 +11,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 
+	"github.com/gofrs/flock"
 	"github.com/idmcp/idmcp/auth/keyring"
 )
 
@@ -69,6 +71,22 @@ type KeySource struct {
 // missing key is made (256 random bits) and stored there. It returns
 // ErrNoKey when there is none and cfg.Create is false.
 func LoadKey(ctx context.Context, cfg KeyConfig) (KeySource, error) {
+	if cfg.Create {
+		// Two servers starting at once on a new data dir (the demo's stdio
+		// and HTTP servers) must not each make a key: the keyring has no
+		// create-if-absent, so creation is serialised by a lock file.
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return KeySource{}, fmt.Errorf("audit key: %w", err)
+		}
+		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		fl := flock.New(filepath.Join(cfg.DataDir, "audit-key.lock"))
+		ok, err := fl.TryLockContext(lctx, 20*time.Millisecond)
+		if err != nil || !ok {
+			return KeySource{}, fmt.Errorf("audit key: another idmcp process holds %s: %w", fl.Path(), err)
+		}
+		defer func() { _ = fl.Unlock() }()
+	}
 	file := cfg.File
 	if file == "" {
 		file = DefaultKeyFile(cfg.DataDir)
