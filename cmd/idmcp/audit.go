@@ -306,15 +306,15 @@ func auditTail(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // tailLine formats one row for `audit tail` on one line, without a table:
 // rows arrive over time and cannot be aligned as a whole.
 func tailLine(r audit.Row) string {
-	who := dash(r.Subject)
+	who := dash(termSafe(r.Subject))
 	if r.ClientID != "" {
-		who += " via " + r.ClientID
+		who += " via " + termSafe(r.ClientID)
 	}
 	if len(r.Actors) > 0 {
-		who += " (" + strings.Join(r.Actors, ">") + ")"
+		who += " (" + termSafe(strings.Join(r.Actors, ">")) + ")"
 	}
-	return termSafe(fmt.Sprintf("%d  %s  %-15s %s  %s  %s/%s  %s", r.ID, localTime(r.TS), r.Event, who, dash(r.Tool),
-		dash(r.Decision), dash(r.ShownOutcome()), oneLine(r.Reason, 120)))
+	return fmt.Sprintf("%d  %s  %-15s %s  %s  %s/%s  %s", r.ID, localTime(r.TS), termSafe(r.Event), who, dash(termSafe(r.Tool)),
+		dash(termSafe(r.Decision)), dash(termSafe(r.ShownOutcome())), oneLine(r.Reason, 120))
 }
 
 func auditExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -412,7 +412,7 @@ func sqlCell(v any) string {
 	case nil:
 		return "NULL"
 	case string:
-		return termSafe(strings.NewReplacer("\t", `\t`, "\n", `\n`, "\r", `\r`).Replace(t))
+		return termSafe(t)
 	case float64:
 		return strconv.FormatFloat(t, 'g', -1, 64)
 	}
@@ -640,21 +640,25 @@ func localTime(ts string) string {
 	if t, err := time.Parse(time.RFC3339Nano, ts); err == nil {
 		return t.Local().Format("2006-01-02 15:04:05.000")
 	}
-	return ts
+	return termSafe(ts)
 }
 
 func printRows(w io.Writer, rows []audit.Row) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tTIME\tEVENT\tSUBJECT\tCLIENT\tACTORS\tTOOL\tDECISION\tOUTCOME\tREASON")
 	for _, r := range rows {
-		fmt.Fprint(tw, termSafe(fmt.Sprintf("%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, localTime(r.TS), r.Event, dash(r.Subject), dash(r.ClientID),
-			dash(strings.Join(r.Actors, ">")), dash(r.Tool), dash(r.Decision), dash(r.ShownOutcome()), oneLine(r.Reason, 100))))
+		// Every field a client chose is escaped on its own, tabs and
+		// newlines included: the table's own tabs and newline are the only
+		// ones that reach the terminal.
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, localTime(r.TS), termSafe(r.Event), dash(termSafe(r.Subject)), dash(termSafe(r.ClientID)),
+			dash(termSafe(strings.Join(r.Actors, ">"))), dash(termSafe(r.Tool)), dash(termSafe(r.Decision)), dash(termSafe(r.ShownOutcome())), oneLine(r.Reason, 100))
 	}
 	return tw.Flush()
 }
 
+// oneLine escapes s (termSafe) and shortens it to max bytes.
 func oneLine(s string, max int) string {
-	s = strings.Join(strings.Fields(s), " ")
+	s = termSafe(s)
 	if len(s) > max {
 		cut := max - 1
 		for cut > 0 && !utf8.RuneStart(s[cut]) {
@@ -663,29 +667,4 @@ func oneLine(s string, max int) string {
 		return s[:cut] + "…"
 	}
 	return dash(s)
-}
-
-// termSafe escapes control characters (C0 but tab and newline, DEL, C1) so
-// that a value a client chose (a tool name, its clientInfo) cannot move the
-// cursor or erase lines of an operator's terminal.
-func termSafe(s string) string {
-	if !strings.ContainsFunc(s, unsafeRune) {
-		return s
-	}
-	var b strings.Builder
-	for _, r := range s {
-		switch {
-		case !unsafeRune(r):
-			b.WriteRune(r)
-		case r < 0x100:
-			fmt.Fprintf(&b, `\x%02x`, r)
-		default:
-			fmt.Fprintf(&b, `\u%04x`, r)
-		}
-	}
-	return b.String()
-}
-
-func unsafeRune(r rune) bool {
-	return (r < 0x20 && r != '\t' && r != '\n') || (r >= 0x7f && r < 0xa0) || r == 0x2028 || r == 0x2029 || r == 0x202e
 }

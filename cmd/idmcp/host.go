@@ -257,7 +257,9 @@ func cmdHost(ctx context.Context, args []string, stdout, stderr io.Writer) error
 					secret = "keyring (unavailable)"
 				}
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Name, dash(strings.Join(p.Scopes, " ")), dash(strings.Join(p.Roles, " ")), secret, p.Created.Format(time.RFC3339))
+			// hosts.json is a file anyone with the data dir can edit: its
+			// values are escaped like every other caller-controlled field.
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", termSafe(p.Name), dash(termSafe(strings.Join(p.Scopes, " "))), dash(termSafe(strings.Join(p.Roles, " "))), secret, p.Created.Format(time.RFC3339))
 		}
 		return tw.Flush()
 	}

@@ -54,7 +54,9 @@ func printPolicy(w io.Writer, pol *auth.Policy, res *auth.Resolution) {
 	for _, f := range tools.Files(nil) {
 		files[f.Name] = true
 	}
-	fmt.Fprintf(w, "%s: ok\n\n", pol.Name)
+	// Every value from the policy file is escaped (termSafe): a tool name or
+	// note with a newline or a bidi control must not forge a row.
+	fmt.Fprintf(w, "%s: ok\n\n", termSafe(pol.Name))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TOOL\tENABLED\tSCOPES\tROLES\tNOTE")
 	for _, t := range res.Tools {
@@ -70,7 +72,7 @@ func printPolicy(w io.Writer, pol *auth.Policy, res *auth.Resolution) {
 			notes = append(notes, "needs --workspace")
 		}
 		roles := strings.Join(t.Requirement.Roles, " or ")
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.Name, enabled, dash(strings.Join(t.Requirement.Scopes, " ")), dash(roles), dash(strings.Join(notes, "; ")))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", termSafe(t.Name), enabled, dash(termSafe(strings.Join(t.Requirement.Scopes, " "))), dash(termSafe(roles)), dash(termSafe(strings.Join(notes, "; "))))
 	}
 	_ = tw.Flush()
 	if len(pol.Hosts) > 0 {
@@ -79,20 +81,20 @@ func printPolicy(w io.Writer, pol *auth.Policy, res *auth.Resolution) {
 		fmt.Fprintln(tw, "  PROFILE\tSCOPES\tROLES")
 		for _, name := range sortedNames(pol.Hosts) {
 			g := pol.Hosts[name]
-			fmt.Fprintf(tw, "  %s\t%s\t%s\n", name, grantText(g.Scopes), grantText(g.Roles))
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", termSafe(name), termSafe(grantText(g.Scopes)), termSafe(grantText(g.Roles)))
 		}
 		_ = tw.Flush()
 	}
 	if c := pol.Claims; c != nil {
 		fmt.Fprintln(w, "\nJWT claims:")
-		fmt.Fprintf(w, "  scopes from: %s\n", orDefault(c.ScopeClaims))
-		fmt.Fprintf(w, "  roles from:  %s\n", orDefault(c.RoleClaims))
+		fmt.Fprintf(w, "  scopes from: %s\n", termSafe(orDefault(c.ScopeClaims)))
+		fmt.Fprintf(w, "  roles from:  %s\n", termSafe(orDefault(c.RoleClaims)))
 		if c.ScopePrefix != "" {
-			fmt.Fprintf(w, "  scope prefix stripped: %s\n", c.ScopePrefix)
+			fmt.Fprintf(w, "  scope prefix stripped: %s\n", termSafe(c.ScopePrefix))
 		}
 	}
 	if len(pol.RedactKeys) > 0 {
-		fmt.Fprintf(w, "\nAudit: also redact %s\n", strings.Join(pol.RedactKeys, ", "))
+		fmt.Fprintf(w, "\nAudit: also redact %s\n", termSafe(strings.Join(pol.RedactKeys, ", ")))
 	}
 	if h := pol.HTTP; h != nil {
 		fmt.Fprintln(w, "\nHTTP:")
@@ -100,14 +102,14 @@ func printPolicy(w io.Writer, pol *auth.Policy, res *auth.Resolution) {
 			{"audiences", strings.Join(h.Audiences, " ")}, {"jwks_url", h.JWKSURL}, {"allowed_origins", strings.Join(h.AllowedOrigins, " ")},
 			{"trusted_proxies", strings.Join(h.TrustedProxies, " ")}} {
 			if kv[1] != "" {
-				fmt.Fprintf(w, "  %-16s %s\n", kv[0], kv[1])
+				fmt.Fprintf(w, "  %-16s %s\n", kv[0], termSafe(kv[1]))
 			}
 		}
 	}
 	if len(res.Warnings) > 0 {
 		fmt.Fprintln(w)
 		for _, warn := range res.Warnings {
-			fmt.Fprintln(w, warn)
+			fmt.Fprintln(w, termSafe(warn))
 		}
 	}
 }
