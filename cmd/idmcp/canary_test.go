@@ -17,7 +17,11 @@ func TestCanary_NoSecretReachesAnyOutput(t *testing.T) {
 	mustIdmcp(t, nil, "host", "add", "canary", "--no-keyring", "--scopes", "todo:read todo:write", "--data-dir", dataDir)
 	const canary = "idmcp_CANARYcanaryCANARYcanaryCANARYcanary0123"
 	const jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJjYW5hcnkifQ.c2lnbmF0dXJlY2FuYXJ5"
-	needles := []string{canary, canary[:len(canary)-1], "CANARYcanaryCANARY", jwt, "s3cr3t-p4ssw0rd-canary"}
+	needles := []string{canary, canary[:len(canary)-1], "CANARYcanaryCANARY", jwt, "s3cr3t-p4ssw0rd-canary",
+		// Issue 13.4: the host secret changed in case or split, vendor
+		// formats, free-text credentials, a fullwidth key name.
+		"canarycanarycanarycanary", "naryCANARYcanary0123", "AKIAQ3CANARYX7Y2Z4W5", "ghp_CANARYa1b2c3d4e5f6g7h8i9j0",
+		"xoxb-1234-CANARYslack", "sk-proj-CANARYopenai0123456789", "fr33text-canary", "t0kenh3ader-canary", "curlpw-canary", "fullwidth-canary"}
 
 	var responses strings.Builder
 	// Tool results are the tool's data (a todo's title is what the caller
@@ -40,6 +44,11 @@ func TestCanary_NoSecretReachesAnyOutput(t *testing.T) {
 		{"name": "todo_delete", "arguments": map[string]any{"id": 1, "authorization": "Bearer " + canary}},
 		{"name": canary, "arguments": map[string]any{}},
 		{"name": "whoami", "arguments": map[string]any{"token": canary}},
+		{"name": "todo_create", "arguments": map[string]any{"title": "body " + canary[6:] + " lower " + strings.ToLower(canary[6:]) +
+			" split " + canary[:26] + " " + canary[26:]}},
+		{"name": "todo_create", "arguments": map[string]any{"title": "keys AKIAQ3CANARYX7Y2Z4W5 ghp_CANARYa1b2c3d4e5f6g7h8i9j0 xoxb-1234-CANARYslack sk-proj-CANARYopenai0123456789"}},
+		{"name": "todo_create", "arguments": map[string]any{"title": "password: fr33text-canary; Authorization: Token t0kenh3ader-canary; curl -u me:curlpw-canary https://x"}},
+		{"name": "todo_create", "arguments": map[string]any{"title": "fw", "ＰＡＳＳＷＯＲＤ": "fullwidth-canary"}},
 	}
 	for _, c := range calls {
 		r := s.call("tools/call", c)

@@ -319,6 +319,9 @@ func serveHTTP(ctx context.Context, f serveFlags, stderr io.Writer) error {
 		if dev, err = newDevIssuer(dir, hs.issuer, hs.resource, allScopes(reqs)); err != nil {
 			return err
 		}
+		for _, c := range dev.clients {
+			redactor.AddSecrets(c.Secret) // the audit log and the logs never keep them
+		}
 		vcfg.JWKSURL = hs.issuer + devissuer.PathJWKS
 		late = &lateVerifier{}
 		defer late.close()

@@ -13,6 +13,9 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/cases"
+	"golang.org/x/text/unicode/norm"
 )
 
 // Redacted replaces a secret value.
@@ -27,10 +30,11 @@ var secretKeyParts = [][]byte{
 	[]byte("password"), []byte("passwd"), []byte("passphrase"), []byte("secret"), []byte("token"), []byte("apikey"),
 	[]byte("authorization"), []byte("credential"), []byte("privatekey"), []byte("privkey"), []byte("accesskey"),
 	[]byte("cookie"), []byte("bearer"), []byte("sshkey"), []byte("signingkey"), []byte("clientkey"), []byte("jwt"),
+	[]byte("passcode"), []byte("pincode"), []byte("otpcode"), []byte("mfacode"), []byte("totp"), []byte("recoverycode"),
 }
 
 // secretKeyExact are whole normalised names whose values are redacted.
-var secretKeyExact = []string{"auth", "pwd", "pw", "pass", "pin", "otp", "sessionid"}
+var secretKeyExact = []string{"auth", "pwd", "pw", "pass", "pin", "otp", "sessionid", "mfa", "2fa"}
 
 // secretValueRE matches values that are secrets wherever they appear: JWTs,
 // bearer credentials, PEM private keys and idmcp host tokens.
@@ -38,66 +42,76 @@ var secretValueRE = regexp.MustCompile(
 	`eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*` +
 		`|(?i:bearer)[\s\p{Zs}]+[A-Za-z0-9._~+/=-]{6,}` +
 		`|-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----(?s:.*?)(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|$)` +
-		`|idmcp_[A-Za-z0-9_-]{16,}`)
+		`|idmcp_[A-Za-z0-9_-]{16,}` +
+		// Vendor formats (the prefixes gitleaks' rules use): AWS access key
+		// ids, GitHub tokens, Slack tokens, sk-/sk_live_ style API keys.
+		// Prefixes distinctive enough to need no word boundary; sk-/sk_ does
+		// ("risk-assessment-…" is prose).
+		`|(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[0-9A-Z]{16}` +
+		`|gh[pousr]_[A-Za-z0-9]{20,}` +
+		`|github_pat_[A-Za-z0-9_]{20,}` +
+		`|xox[abposr]-[A-Za-z0-9-]{10,}` +
+		`|\b[sr]k[-_](?:live_|test_|proj-|ant-)?[A-Za-z0-9_-]{16,}`)
 
-// credentialRE matches credentials inside larger text whose surroundings
+// credentialREs match credentials inside larger text whose surroundings
 // are kept: HTTP Basic credentials (redacted only when they decode to
-// "user:password"), a URL's userinfo password, secret query parameters, and
-// command-line flags that name a secret ("--password=x", "--api-key x").
-// Each alternative has two groups: what is kept, then the secret.
-var credentialRE = regexp.MustCompile(
-	`(?i)(\bbasic[\s\p{Zs}]+)([A-Za-z0-9+/]{8,}={0,2})` +
-		`|(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)([^/\s@]+)@` +
-		`|(?i)([?&;](?:access_token|id_token|refresh_token|token|api_key|apikey|key|password|passwd|secret|client_secret|sig|signature)=)([^&\s#"']+)` +
-		`|(?i)(--?[a-z0-9_-]*(?:password|passwd|passphrase|secret|token|api[_-]?key)[a-z0-9_-]*(?:=|[\s\p{Zs}]+))([^\s"']+)`)
+// "user:password"), a URL's userinfo password, secret query parameters,
+// command-line flags that name a secret ("--password=x", "--api-key x"),
+// an Authorization header's credentials whatever the scheme ("Token x"),
+// curl's "-u user:password", and free-text "key=value" / "key: value" pairs
+// whose key names a secret ("password: x", "db_password=x").
+// Each has two groups: what is kept, then the secret.
+var credentialREs = []*regexp.Regexp{
+	regexp.MustCompile(`(?i)(\bbasic[\s\p{Zs}]+)([A-Za-z0-9+/]{8,}={0,2})`),
+	regexp.MustCompile(`(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)([^/\s@]+)@`),
+	regexp.MustCompile(`(?i)([?&;](?:access_token|id_token|refresh_token|token|api_key|apikey|key|password|passwd|secret|client_secret|sig|signature)=)([^&\s#"']+)`),
+	regexp.MustCompile(`(?i)(--?[a-z0-9_-]*(?:password|passwd|passphrase|passcode|secret|token|api[_-]?key)[a-z0-9_-]*(?:=|[\s\p{Zs}]+))([^\s"']+)`),
+	regexp.MustCompile(`(?i)((?:proxy-)?authorization["']?[\s\p{Zs}]*[:=][\s\p{Zs}]*["']?(?:[a-z][a-z0-9-]*[\s\p{Zs}]+)?)([^\s"',;]+)`),
+	regexp.MustCompile(`(?i)((?:^|[\s"'])(?:-u|--user)(?:=|[\s\p{Zs}]*)["']?[^\s:"']+:)([^\s"']+)`),
+	regexp.MustCompile(`(?i)(\b[a-z0-9_.-]*(?:password|passwd|passphrase|passcode|secret|token|api[_-]?key|pin[_-]?code|otp[_-]?code|mfa[_-]?code|private[_-]?key|access[_-]?key|credential)s?[a-z0-9_.-]*["']?[\s\p{Zs}]*[:=][\s\p{Zs}]*["']?)([^\s"',;&]+)`),
+}
 
-// scrubCredentials redacts credentialRE's secrets in s.
+// scrubCredentials redacts credentialREs' secrets in s. Each rule is
+// matched on its own and the secrets of all are redacted together, so that
+// one rule's match cannot hide another's ("password=Authorization: Token x").
 func scrubCredentials(s string) string {
-	ms := credentialRE.FindAllStringSubmatchIndex(s, -1)
-	if ms == nil {
-		return s
-	}
-	var b strings.Builder
-	last := 0
-	for _, m := range ms {
-		for g := 1; g+1 < len(m)/2; g += 2 {
-			keep, sec := m[2*g:2*g+2], m[2*g+2:2*g+4]
-			if keep[0] < 0 {
-				continue
-			}
-			if g == 1 { // Basic: only "user:password" in base64
+	var spans [][2]int
+	for i, re := range credentialREs {
+		for _, m := range re.FindAllStringSubmatchIndex(s, -1) {
+			sec := m[4:6]
+			if i == 0 { // Basic: only "user:password" in base64
 				dec, err := base64.StdEncoding.DecodeString(s[sec[0]:sec[1]])
 				if err != nil || !bytes.ContainsRune(dec, ':') {
-					break
+					continue
 				}
 			}
-			b.WriteString(s[last:sec[0]])
-			b.WriteString(Redacted)
-			last = sec[1]
-			break
+			spans = append(spans, [2]int{sec[0], sec[1]})
 		}
 	}
-	b.WriteString(s[last:])
-	return b.String()
+	if spans == nil {
+		return s
+	}
+	return replaceSpans(s, spans)
 }
 
 // mayMatchCredential reports whether s contains a literal every
-// credentialRE match needs.
+// credentialREs match needs.
 func mayMatchCredential(s string) bool {
 	if strings.Contains(s, "://") || hasFoldOnlyRune(s) {
 		return true
 	}
-	if containsFold(s, "basic") {
+	if containsFold(s, "basic") || containsFold(s, "authorization") {
 		return true
 	}
-	if !strings.ContainsAny(s, "=-") {
+	if !strings.ContainsAny(s, "=-:") {
 		return false
 	}
 	return containsFold(s, "pass") || containsFold(s, "secret") || containsFold(s, "token") ||
-		containsFold(s, "key") || containsFold(s, "sig")
+		containsFold(s, "key") || containsFold(s, "sig") || strings.Contains(s, "-u ") || strings.Contains(s, "-u=") ||
+		strings.Contains(s, "--user") || containsCodeKey(s) || containsFold(s, "credential")
 }
 
-// The two non-ASCII letters that credentialRE's (?i) matches as ASCII ones:
+// The two non-ASCII letters that credentialREs' (?i) match as ASCII ones:
 // ſ (long s) as s, and the Kelvin sign as k.
 const (
 	longS  = "\u017f"
@@ -142,19 +156,34 @@ func (r *Redactor) secretFlag(s string) bool {
 type Redactor struct {
 	// Keys are extra argument names (compared normalised) whose values are secret.
 	Keys []string
-	// Secrets are exact values known to this process (the host secret) that
-	// are removed wherever they appear.
+	// Secrets are values known to this process (host secrets, the dev
+	// issuer's client secrets, secrets injected into wrapped servers) that
+	// are removed wherever they appear: verbatim, and (for secrets of at
+	// least 12 token characters) in any case, without an idmcp_ or dev_
+	// prefix, and split by single whitespace characters. They are read on
+	// first use; AddSecrets adds more later.
 	Secrets []string
 	// MaxValue is the longest string kept whole; DefaultMaxValue when 0.
 	MaxValue int
+
+	knownState
 }
 
 func normKey(k string) string { return string(appendNormKey(nil, k)) }
 
 // appendNormKey appends the normalised form of k to b: lower case, letters
 // and digits only (unicode.ToLower per rune, as strings.ToLower does, so
-// that the Kelvin sign still reads as k).
+// that the Kelvin sign still reads as k). A key with non-ASCII text is first
+// put in NFKC and case-folded (Unicode's caseless matching, UAX #15 and
+// CaseFolding.txt), so that a fullwidth ＰＡＳＳＷＯＲＤ or a ligature reads as
+// the ASCII name it looks like.
 func appendNormKey(b []byte, k string) []byte {
+	for i := 0; i < len(k); i++ {
+		if k[i] >= utf8.RuneSelf {
+			k = foldCaser().String(norm.NFKC.String(k))
+			break
+		}
+	}
 	for _, c := range k {
 		if c >= utf8.RuneSelf {
 			c = unicode.ToLower(c)
@@ -216,11 +245,11 @@ func (r *Redactor) String(s string) string {
 // truncating it.
 func (r *Redactor) Scrub(s string) string {
 	if r != nil {
-		for _, sec := range r.Secrets {
-			if len(sec) >= 4 {
-				s = strings.ReplaceAll(s, sec, Redacted)
-			}
+		ks := r.known()
+		for _, sec := range ks.exact {
+			s = strings.ReplaceAll(s, sec, Redacted)
 		}
+		s = ks.scrub(s)
 	}
 	if !maybeSecret(s) {
 		return s
@@ -242,10 +271,32 @@ func maybeSecret(s string) bool {
 	for i := 0; i < len(s); i++ {
 		rest := s[i:]
 		switch s[i] {
-		case '=', '-':
+		case '=':
 			eqDash = true
+		case '-':
+			eqDash = true
+			word = word || strings.HasPrefix(rest, "-u ") || strings.HasPrefix(rest, "-u=") || strings.HasPrefix(rest, "--user")
 		case ':':
+			eqDash = true
 			if strings.HasPrefix(rest, "://") {
+				return true
+			}
+		case 'A':
+			if len(rest) >= 20 && (strings.HasPrefix(rest, "AKIA") || strings.HasPrefix(rest, "ASIA") || strings.HasPrefix(rest, "AGPA") ||
+				strings.HasPrefix(rest, "AIDA") || strings.HasPrefix(rest, "AROA") || strings.HasPrefix(rest, "ANPA") ||
+				strings.HasPrefix(rest, "ANVA") || strings.HasPrefix(rest, "AIPA")) {
+				return true
+			}
+		case 'g':
+			if len(rest) > 4 && rest[1] == 'h' && rest[3] == '_' || strings.HasPrefix(rest, "github_pat_") {
+				return true
+			}
+		case 'x':
+			if strings.HasPrefix(rest, "xox") {
+				return true
+			}
+		case 's', 'r':
+			if len(rest) > 3 && rest[1] == 'k' && (rest[2] == '-' || rest[2] == '_') {
 				return true
 			}
 		case 'e':
@@ -266,12 +317,22 @@ func maybeSecret(s string) bool {
 			}
 		}
 		switch s[i] | 0x20 { // ASCII letters in either case; no other byte maps to these
+		case 'a':
+			if hasPrefixFold(rest, "authorization") {
+				return true
+			}
 		case 'b':
 			if hasPrefixFold(rest, "bearer") || hasPrefixFold(rest, "basic") {
 				return true
 			}
+		case 'c':
+			word = word || hasPrefixFold(rest, "credential")
 		case 'p':
-			word = word || hasPrefixFold(rest, "pass")
+			word = word || hasPrefixFold(rest, "pass") || codeKeyAt(rest, "pin")
+		case 'o':
+			word = word || codeKeyAt(rest, "otp")
+		case 'm':
+			word = word || codeKeyAt(rest, "mfa")
 		case 's':
 			word = word || hasPrefixFold(rest, "secret") || hasPrefixFold(rest, "sig")
 		case 't':
@@ -281,6 +342,33 @@ func maybeSecret(s string) bool {
 		}
 	}
 	return eqDash && word
+}
+
+// codeKeyAt reports whether s starts with word (pin, otp, mfa) and then
+// "code", "_code" or "-code", in any ASCII case: the key names of one-time
+// codes, without matching every "pin" or "code" in prose.
+func codeKeyAt(s, word string) bool {
+	if !hasPrefixFold(s, word) {
+		return false
+	}
+	s = s[len(word):]
+	if s != "" && (s[0] == '_' || s[0] == '-') {
+		s = s[1:]
+	}
+	return hasPrefixFold(s, "code")
+}
+
+// containsCodeKey reports whether s contains a key name codeKeyAt accepts.
+func containsCodeKey(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch s[i] | 0x20 {
+		case 'p', 'o', 'm':
+			if codeKeyAt(s[i:], "pin") || codeKeyAt(s[i:], "otp") || codeKeyAt(s[i:], "mfa") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // hasPrefixFold reports whether s starts with word (lower-case ASCII
@@ -302,7 +390,39 @@ func hasPrefixFold(s, word string) bool {
 // PRIVATE KEY (PEM), idmcp_. Without one, the regexp cannot match.
 func mayMatchSecretValue(s string) bool {
 	return strings.Contains(s, "eyJ") || strings.Contains(s, "idmcp_") ||
-		strings.Contains(s, "PRIVATE KEY") || containsBearer(s)
+		strings.Contains(s, "PRIVATE KEY") || containsBearer(s) || strings.Contains(s, "k-") || strings.Contains(s, "k_") ||
+		strings.Contains(s, "xox") || mayGitHub(s) || mayAWS(s)
+}
+
+// mayGitHub reports whether s contains "gh?_" or github_pat_.
+func mayGitHub(s string) bool {
+	for i := strings.Index(s, "gh"); i >= 0 && i+4 <= len(s); {
+		if s[i+3] == '_' {
+			return true
+		}
+		j := strings.Index(s[i+1:], "gh")
+		if j < 0 {
+			return false
+		}
+		i += 1 + j
+	}
+	return strings.Contains(s, "github_pat_")
+}
+
+// mayAWS reports whether s contains an upper-case A followed by three more
+// upper-case letters: every AWS key id prefix has that shape.
+func mayAWS(s string) bool {
+	for i := strings.IndexByte(s, 'A'); i >= 0 && i+4 <= len(s); {
+		if s[i+1] >= 'A' && s[i+1] <= 'Z' && s[i+2] >= 'A' && s[i+2] <= 'Z' && s[i+3] >= 'A' && s[i+3] <= 'Z' {
+			return true
+		}
+		j := strings.IndexByte(s[i+1:], 'A')
+		if j < 0 {
+			return false
+		}
+		i += 1 + j
+	}
+	return false
 }
 
 // containsBearer reports whether s contains "bearer" in any ASCII case
@@ -444,3 +564,8 @@ func (r *Redactor) appendValue(b []byte, v any, depth int) []byte {
 		return append(b, enc...)
 	}
 }
+
+// foldCaser returns a Unicode case folder; a cases.Caser keeps state and is
+// not safe for concurrent use, so each call gets its own (the path is taken
+// only for keys with non-ASCII text).
+func foldCaser() cases.Caser { return cases.Fold() }

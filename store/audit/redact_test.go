@@ -18,6 +18,16 @@ const (
 	plantedOpaque = "opaqueBEARERtoken0123"
 	plantedPEMKey = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7PLANTED"
 	plantedKnown  = "known-host-secret-PLANTED-42"
+	// plantedHost is a host token this server knows (Redactor.Secrets); its
+	// body is what must not survive, in any case or split.
+	plantedHost     = "idmcp_" + plantedHostBody
+	plantedHostBody = "Zx8kQ2vN4mR7tY1wE5uI9oP3aS6dF0gH2jK4lL8cV1b"
+	// Vendor formats (made-up values in the real shapes).
+	plantedAWS    = "AKIAQ3PLANTEDX7Y2Z4W"
+	plantedGitHub = "ghp_PLANTEDa1b2c3d4e5f6g7h8i9j0k1l2m3n4"
+	plantedGHPat  = "github_pat_11PLANTED0abcdefghij_KLMNOPQRSTUVWXYZ0123456789"
+	plantedSlack  = "xoxb-123456789012-PLANTEDslack0abc"
+	plantedFree   = "hunter2PLANTEDfree"
 )
 
 func plantedPEM() string {
@@ -33,11 +43,24 @@ func planted() []struct{ value, core string } {
 		{"bearer\t" + plantedOpaque, plantedOpaque},
 		{plantedPEM(), plantedPEMKey},
 		{plantedKnown, plantedKnown},
+		{plantedHostBody, plantedHostBody},
+		{strings.ToUpper(plantedHost), strings.ToUpper(plantedHostBody)},
+		{plantedHost[:20] + " " + plantedHost[20:], plantedHost[20:]},
+		{plantedAWS, plantedAWS},
+		{plantedGitHub, plantedGitHub},
+		{plantedGHPat, plantedGHPat},
+		{plantedSlack, plantedSlack},
+		// plantedSK is not here: the sk- rule needs a word start (see
+		// secretValueRE), and the fuzz target glues fillers before values;
+		// TestRedactor_IssueCorpus covers it.
+		{"password: " + plantedFree, plantedFree},
+		{"Authorization: Token " + plantedFree, plantedFree},
+		{"curl -u admin:" + plantedFree + " https://x", plantedFree},
 	}
 }
 
 func testRedactor() *audit.Redactor {
-	return &audit.Redactor{Keys: []string{"x-custom-field"}, Secrets: []string{plantedKnown}}
+	return &audit.Redactor{Keys: []string{"x-custom-field"}, Secrets: []string{plantedKnown, plantedHost}}
 }
 
 func TestRedactor_Arguments(t *testing.T) {
