@@ -61,8 +61,8 @@ func TestRedactor_IssueCorpus(t *testing.T) {
 	// that only look alike.
 	for in, want := range map[string]string{
 		`{"title":"buy milk","pinned":true,"mfa_enabled":true}`: `{"mfa_enabled":true,"pinned":true,"title":"buy milk"}`,
-		`{"note":"the task_force met at 10:30"}`:               `{"note":"the task_force met at 10:30"}`,
-		`{"note":"password: hunter2xyz, then go"}`:             `{"note":"password: [REDACTED], then go"}`,
+		`{"note":"the task_force met at 10:30"}`:                `{"note":"the task_force met at 10:30"}`,
+		`{"note":"password: hunter2xyz, then go"}`:              `{"note":"password: [REDACTED], then go"}`,
 	} {
 		if got := r.Arguments([]byte(in)); got != want {
 			t.Errorf("%s redacted to %s, want %s", in, got, want)
