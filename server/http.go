@@ -190,6 +190,7 @@ type HTTP struct {
 	origins      map[string]bool
 	subjects     *limiterSet
 	failures     *limiterSet
+	suppressed   suppressedAuth // authsummary.go
 }
 
 // NewHTTP builds the HTTP transport.
@@ -312,6 +313,10 @@ func (h *HTTP) Serve(ctx context.Context, ln net.Listener, tlsConfig *tls.Config
 			errc <- srv.Serve(ln)
 		}
 	}()
+	fctx, stopFlush := context.WithCancel(ctx)
+	flushed := make(chan struct{})
+	go func() { defer close(flushed); h.flushSuppressed(fctx) }()
+	defer func() { stopFlush(); <-flushed }() // the last summaries before the caller closes the log
 	select {
 	case err := <-errc:
 		return fmt.Errorf("http: %w", err)
@@ -416,6 +421,14 @@ func (h *HTTP) serveMCP(w http.ResponseWriter, r *http.Request) {
 			p.ClientName, p.ClientVersion = f.Client.Name, f.Client.Version
 		}
 	}
+	if p.ClientName == "" {
+		// Stateless HTTP sees clientInfo only at initialize (and in modern
+		// requests' _meta); other rows name the client by its User-Agent,
+		// marked as such (self-reported like clientInfo, never decided on).
+		if ua := r.Header.Get("User-Agent"); ua != "" {
+			p.ClientName, p.ClientVersion = "User-Agent: "+ua, ""
+		}
+	}
 	if f.Method == "tools/call" {
 		// Decided here, before mcp-go, so that a scope problem can be an
 		// HTTP 403 challenge. The tool handler decides again.
@@ -439,6 +452,8 @@ func (h *HTTP) refuseAuth(w http.ResponseWriter, r *http.Request, addr string, n
 		// junk cannot fill the audit log; good tokens from the same address
 		// (a proxy's) are still served.
 		if h.failures.exhausted(addr, now) {
+			// Counted, not dropped: one summary row per address per minute.
+			h.recordSuppressed(r.Context(), h.suppressed.count(addr, now))
 			if auth.KindOf(err) == auth.KindUnauthenticated {
 				// A request with no token is every client's first step of
 				// discovery: it still gets its 401 challenge (so new clients

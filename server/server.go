@@ -94,9 +94,12 @@ func newCore(cfg Config, transport string) (*core, error) {
 func (c *core) event(p *auth.Principal, transport, kind string) audit.Event {
 	ev := audit.Event{Time: c.now(), Transport: transport, Session: c.session, Event: kind}
 	if p != nil {
-		ev.Subject, ev.ClientID, ev.Actors, ev.AuthMethod = p.Subject, p.ClientID, p.Actors, string(p.Method)
-		if p.ClientName != "" {
+		ev.Subject, ev.ClientID, ev.Actors, ev.AuthMethod, ev.Issuer = p.Subject, p.ClientID, p.Actors, string(p.Method), p.Issuer
+		switch {
+		case p.ClientName != "" && p.ClientVersion != "":
 			ev.ClientName = p.ClientName + "/" + p.ClientVersion
+		case p.ClientName != "":
+			ev.ClientName = p.ClientName
 		}
 	}
 	return ev

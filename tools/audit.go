@@ -134,12 +134,20 @@ func AuditQuery(cfg AuditQueryConfig) Spec {
 				if a.Subject != "" && a.Subject != p.Subject {
 					return nil, fmt.Errorf("you may only query your own rows (subject %q); the %s role sees every subject: %w", p.Subject, cfg.AllSubjectsRole, ErrInput)
 				}
-				// Own rows are this subject through this agent: every stdio
-				// profile shares the OS user as subject, and a token's sub may
-				// equal a local user name, so the subject alone would show
-				// other hosts' and other issuers' rows.
-				f.Subject, f.ClientID = p.Subject, p.ClientID
-				scope = "own rows (subject " + p.Subject + " via client " + p.ClientID + ")"
+				// Own rows are this subject through this agent, authenticated
+				// the same way, from the same issuer: every stdio profile
+				// shares the OS user as subject, and a token's sub may equal a
+				// local user name (a JWT with sub=root must not see the OS
+				// user root's stdio rows), so the subject alone would show
+				// other hosts', methods' and issuers' rows.
+				f.Subject, f.ClientID, f.AuthMethod, f.Issuer = p.Subject, p.ClientID, string(p.Method), p.Issuer
+				if f.AuthMethod == "" {
+					f.AuthMethod = "-" // no method matches no row, rather than every row
+				}
+				scope = "own rows (subject " + p.Subject + " via client " + p.ClientID + ", " + string(p.Method) + ")"
+				if p.Issuer != "" {
+					scope += " from issuer " + p.Issuer
+				}
 			}
 			rows, err := cfg.Reader.Query(ctx, f)
 			if err != nil {

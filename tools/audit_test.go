@@ -29,7 +29,7 @@ var _ tools.AuditReader = (*fakeAuditReader)(nil)
 
 func TestAuditQuery(t *testing.T) {
 	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
-	alice := &auth.Principal{Subject: "alice", Scopes: []string{"audit:read"}}
+	alice := &auth.Principal{Subject: "alice", Scopes: []string{"audit:read"}, Method: auth.MethodHostSecret}
 	admin := &auth.Principal{Subject: "root", Scopes: []string{"audit:read"}, Roles: []string{"admin"}}
 	for _, tc := range []struct {
 		name string
@@ -38,14 +38,20 @@ func TestAuditQuery(t *testing.T) {
 		want audit.Filter
 		err  string
 	}{
-		{"Defaults", alice, `{}`, audit.Filter{Subject: "alice", Limit: 50}, ""},
+		{"Defaults", alice, `{}`, audit.Filter{Subject: "alice", AuthMethod: "host-secret", Limit: 50}, ""},
 		{"OwnSubject", alice, `{"subject":"alice","tool":"todo_list","decision":"deny","event":"tools/call","limit":500}`,
-			audit.Filter{Subject: "alice", Tool: "todo_list", Decision: "deny", Event: "tools/call", Limit: 500}, ""},
-		{"SinceDays", alice, `{"since":"7d"}`, audit.Filter{Subject: "alice", Since: now.Add(-7 * 24 * time.Hour), Limit: 50}, ""},
-		{"SinceDuration", alice, `{"since":"90m"}`, audit.Filter{Subject: "alice", Since: now.Add(-90 * time.Minute), Limit: 50}, ""},
-		{"SinceTime", alice, `{"since":"2026-11-01T00:00:00Z"}`, audit.Filter{Subject: "alice", Since: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), Limit: 50}, ""},
-		{"OwnRowsAreSubjectAndClient", &auth.Principal{Subject: "root", ClientID: "laptop", Scopes: []string{"audit:read"}}, `{}`,
-			audit.Filter{Subject: "root", ClientID: "laptop", Limit: 50}, ""},
+			audit.Filter{Subject: "alice", AuthMethod: "host-secret", Tool: "todo_list", Decision: "deny", Event: "tools/call", Limit: 500}, ""},
+		{"SinceDays", alice, `{"since":"7d"}`, audit.Filter{Subject: "alice", AuthMethod: "host-secret", Since: now.Add(-7 * 24 * time.Hour), Limit: 50}, ""},
+		{"SinceDuration", alice, `{"since":"90m"}`, audit.Filter{Subject: "alice", AuthMethod: "host-secret", Since: now.Add(-90 * time.Minute), Limit: 50}, ""},
+		{"SinceTime", alice, `{"since":"2026-11-01T00:00:00Z"}`, audit.Filter{Subject: "alice", AuthMethod: "host-secret", Since: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), Limit: 50}, ""},
+		{"OwnRowsAreSubjectAndClient", &auth.Principal{Subject: "root", ClientID: "laptop", Scopes: []string{"audit:read"}, Method: auth.MethodHostSecret}, `{}`,
+			audit.Filter{Subject: "root", ClientID: "laptop", AuthMethod: "host-secret", Limit: 50}, ""},
+		// A JWT with sub=root is not the OS user root: its own rows are
+		// those of its issuer, method and client too.
+		{"OwnRowsAreIssuerAndMethod", &auth.Principal{Subject: "root", ClientID: "app", Scopes: []string{"audit:read"}, Method: auth.MethodJWT, Issuer: "https://iss.example"}, `{}`,
+			audit.Filter{Subject: "root", ClientID: "app", AuthMethod: "jwt", Issuer: "https://iss.example", Limit: 50}, ""},
+		{"NoMethodSeesNothing", &auth.Principal{Subject: "root", Scopes: []string{"audit:read"}}, `{}`,
+			audit.Filter{Subject: "root", AuthMethod: "-", Limit: 50}, ""},
 		{"AdminAnySubject", admin, `{"subject":"bob"}`, audit.Filter{Subject: "bob", Limit: 50}, ""},
 		{"AdminAllSubjects", admin, `{}`, audit.Filter{Limit: 50}, ""},
 		{"OtherSubjectRefused", alice, `{"subject":"bob"}`, audit.Filter{}, `you may only query your own rows (subject "alice"); the admin role sees every subject`},

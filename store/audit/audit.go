@@ -81,6 +81,8 @@ type Event struct {
 	// IntentID names the intent row (written by Intent) whose outcome this
 	// row records; 0 on every other row.
 	IntentID int64 `json:"intent_id"`
+	// Issuer is the token issuer of a JWT caller; empty otherwise.
+	Issuer string `json:"issuer"`
 }
 
 // Row is a stored audit row.
@@ -106,6 +108,7 @@ type Row struct {
 	PrevHash     string   `json:"prev_hash"`
 	Hash         string   `json:"hash"`
 	IntentID     int64    `json:"intent_id"`
+	Issuer       string   `json:"issuer"`
 
 	// Unfinished is set by Reader.Query and Each on an intent row (outcome
 	// "started") that no outcome row names: the call was cut off by a kill
@@ -340,7 +343,7 @@ func chainKeyID(ctx context.Context, db *sql.DB) (string, error) {
 // many rows costs about a third of a step per row.
 const (
 	insertChunk = 32
-	numColumns  = 21
+	numColumns  = 22
 )
 
 // insertSQL returns an INSERT of n rows.

@@ -32,6 +32,7 @@ type ExportRow struct {
 	PrevHash     string          `json:"prev_hash"`
 	Hash         string          `json:"hash"`
 	IntentID     int64           `json:"intent_id"`
+	Issuer       string          `json:"issuer"`
 	// Unfinished marks an intent row without an outcome row (not a column:
 	// outcome keeps the stored "started", which the hash covers).
 	Unfinished bool `json:"unfinished,omitempty"`
@@ -53,7 +54,7 @@ func (r Row) Export() ExportRow {
 		ClientID: r.ClientID, ClientName: r.ClientName, Actors: actors, AuthMethod: r.AuthMethod, Tool: r.Tool,
 		Arguments: args, Decision: r.Decision, Reason: r.Reason, Outcome: r.Outcome, DurationUS: r.DurationUS,
 		ResultBytes: r.ResultBytes, ResultSHA256: r.ResultSHA256, PrevHash: r.PrevHash, Hash: r.Hash,
-		IntentID: r.IntentID, Unfinished: r.Unfinished,
+		IntentID: r.IntentID, Issuer: r.Issuer, Unfinished: r.Unfinished,
 	}
 }
 
@@ -77,7 +78,7 @@ func (r Row) CSVRecord() []string {
 		strconv.FormatInt(r.ID, 10), r.TS, text(r.Transport), text(r.Session), text(r.Event), text(r.Subject),
 		text(r.ClientID), text(r.ClientName), text(actorsJSON(r.Actors)), text(r.AuthMethod), text(r.Tool),
 		text(r.Arguments), text(r.Decision), text(r.Reason), text(r.Outcome), strconv.FormatInt(r.DurationUS, 10),
-		strconv.FormatInt(r.ResultBytes, 10), r.ResultSHA256, r.PrevHash, r.Hash, strconv.FormatInt(r.IntentID, 10),
+		strconv.FormatInt(r.ResultBytes, 10), r.ResultSHA256, r.PrevHash, r.Hash, strconv.FormatInt(r.IntentID, 10), text(r.Issuer),
 	}
 }
 

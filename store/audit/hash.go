@@ -11,8 +11,8 @@ import (
 )
 
 // columns lists the stored columns in table order; the hash covers all but
-// hash (intent_id only when it is not 0).
-const columns = "id, ts, transport, session, event, subject, client_id, client_name, actors, auth_method, tool, arguments, decision, reason, outcome, duration_us, result_bytes, result_sha256, prev_hash, hash, intent_id"
+// hash (intent_id and issuer only when set).
+const columns = "id, ts, transport, session, event, subject, client_id, client_name, actors, auth_method, tool, arguments, decision, reason, outcome, duration_us, result_bytes, result_sha256, prev_hash, hash, intent_id, issuer"
 
 // actorsJSON is the stored form of Actors: always a JSON array.
 func actorsJSON(a []string) string {
@@ -86,12 +86,17 @@ func (h *hasher) sum(r *Row, middle []byte) string {
 	b = strconv.AppendInt(b, r.ID, 10)
 	b = append(b, middle...)
 	b = appendJSONString(b, r.PrevHash)
-	if r.IntentID != 0 {
-		// intent_id (migration 003) joins the encoding only when set, so that
-		// the rows written before it keep their hashes; an edit of it to or
-		// from 0 changes the array's length and so the hash.
+	if r.IntentID != 0 || r.Issuer != "" {
+		// intent_id (migration 003) and issuer (005) join the encoding only
+		// when set, so that the rows written before them keep their hashes;
+		// an edit to or from the empty value changes the array's length and
+		// so the hash.
 		b = append(b, ',')
 		b = strconv.AppendInt(b, r.IntentID, 10)
+	}
+	if r.Issuer != "" {
+		b = append(b, ',')
+		b = appendJSONString(b, r.Issuer)
 	}
 	b = append(b, ']')
 	var sum []byte

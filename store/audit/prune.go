@@ -257,10 +257,10 @@ func pruneBatch(ctx context.Context, db *sql.DB, cfg PruneConfig, session, headK
 		// The head is keyed; Prune checked that cfg.Key is there.
 		row.Hash = ComputeHMAC(cfg.Key, &row)
 	}
-	if _, err := tx.ExecContext(ctx, "INSERT INTO audit_log ("+columns+") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+	if _, err := tx.ExecContext(ctx, "INSERT INTO audit_log ("+columns+") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
 		row.ID, row.TS, row.Transport, row.Session, row.Event, row.Subject, row.ClientID, row.ClientName,
 		actorsJSON(row.Actors), row.AuthMethod, row.Tool, row.Arguments, row.Decision, row.Reason, row.Outcome,
-		row.DurationUS, row.ResultBytes, row.ResultSHA256, row.PrevHash, row.Hash, row.IntentID); err != nil {
+		row.DurationUS, row.ResultBytes, row.ResultSHA256, row.PrevHash, row.Hash, row.IntentID, row.Issuer); err != nil {
 		return 0, err
 	}
 	if err := tx.Commit(); err != nil {

@@ -37,13 +37,26 @@ func OpenReader(ctx context.Context, path string) (*Reader, error) {
 	}
 	r := &Reader{db: db, cols: columns,
 		unfinished: "outcome = 'started' AND NOT EXISTS (SELECT 1 FROM audit_log o WHERE o.intent_id = audit_log.id)"}
-	var n int
-	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM pragma_table_info('audit_log') WHERE name = 'intent_id'").Scan(&n); err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("audit: %w", err)
+	has := func(table, col string) (bool, error) {
+		var n int
+		err := db.QueryRowContext(ctx, "SELECT count(*) FROM pragma_table_info(?) WHERE name = ?", table, col).Scan(&n)
+		return n > 0, err
 	}
-	if n == 0 {
-		r.cols, r.unfinished = strings.Replace(columns, "intent_id", "0 AS intent_id", 1), "0"
+	var n int
+	for _, c := range []struct{ col, missing string }{{"intent_id", "0 AS intent_id"}, {"issuer", "'' AS issuer"}} {
+		ok, err := has("audit_log", c.col)
+		if err != nil {
+			_ = db.Close()
+			return nil, fmt.Errorf("audit: %w", err)
+		}
+		if !ok {
+			// A database no server has migrated yet (a read-only reader
+			// cannot): the column reads as its default.
+			r.cols = strings.Replace(r.cols, ", "+c.col, ", "+c.missing, 1)
+			if c.col == "intent_id" {
+				r.unfinished = "0"
+			}
+		}
 	}
 	r.ckptKey = "key_id"
 	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM pragma_table_info('audit_checkpoint') WHERE name = 'key_id'").Scan(&n); err != nil {
@@ -69,9 +82,13 @@ type Filter struct {
 	Until    time.Time
 	Subject  string
 	ClientID string
-	Tool     string
-	Event    string
-	Decision string
+	// AuthMethod and Issuer, with Subject and ClientID, select one caller's
+	// own rows (audit_query without the admin role).
+	AuthMethod string
+	Issuer     string
+	Tool       string
+	Event      string
+	Decision   string
 	// AfterID returns only rows with a greater id (for tail -f).
 	AfterID int64
 	// Limit caps the rows returned (the newest ones); 0 means no cap.
@@ -94,6 +111,12 @@ func (f Filter) where() (string, []any) {
 	}
 	if f.ClientID != "" {
 		add("client_id = ?", f.ClientID)
+	}
+	if f.AuthMethod != "" {
+		add("auth_method = ?", f.AuthMethod)
+	}
+	if f.Issuer != "" {
+		add("issuer = ?", f.Issuer)
 	}
 	if f.Tool != "" {
 		add("tool = ?", f.Tool)
@@ -166,7 +189,7 @@ func scanRow(rows *sql.Rows, extra ...any) (Row, error) {
 	var r Row
 	err := rows.Scan(append([]any{&r.ID, &r.TS, &r.Transport, &r.Session, &r.Event, &r.Subject, &r.ClientID, &r.ClientName,
 		&r.actorsText, &r.AuthMethod, &r.Tool, &r.Arguments, &r.Decision, &r.Reason, &r.Outcome, &r.DurationUS,
-		&r.ResultBytes, &r.ResultSHA256, &r.PrevHash, &r.Hash, &r.IntentID}, extra...)...)
+		&r.ResultBytes, &r.ResultSHA256, &r.PrevHash, &r.Hash, &r.IntentID, &r.Issuer}, extra...)...)
 	if err != nil {
 		return r, err
 	}

@@ -68,7 +68,10 @@ var credentialREs = []*regexp.Regexp{
 	regexp.MustCompile(`(?i)(--?[a-z0-9_-]*(?:password|passwd|passphrase|passcode|secret|token|api[_-]?key)[a-z0-9_-]*(?:=|[\s\p{Zs}]+))([^\s"']+)`),
 	regexp.MustCompile(`(?i)((?:proxy-)?authorization["']?[\s\p{Zs}]*[:=][\s\p{Zs}]*["']?(?:[a-z][a-z0-9-]*[\s\p{Zs}]+)?)([^\s"',;]+)`),
 	regexp.MustCompile(`(?i)((?:^|[\s"'])(?:-u|--user)(?:=|[\s\p{Zs}]*)["']?[^\s:"']+:)([^\s"']+)`),
-	regexp.MustCompile(`(?i)(\b[a-z0-9_.-]*(?:password|passwd|passphrase|passcode|secret|token|api[_-]?key|pin[_-]?code|otp[_-]?code|mfa[_-]?code|private[_-]?key|access[_-]?key|credential)s?[a-z0-9_.-]*["']?[\s\p{Zs}]*[:=][\s\p{Zs}]*["']?)([^\s"',;&]+)`),
+	regexp.MustCompile(`(?i)(\b[a-z0-9_.-]*(?:password|passwd|passphrase|passcode|secret|api[_-]?key|pin[_-]?code|otp[_-]?code|mfa[_-]?code|private[_-]?key|access[_-]?key|credential)s?[a-z0-9_.-]*["']?[\s\p{Zs}]*[:=][\s\p{Zs}]*["']?)([^\s"',;&]+)`),
+	// "token" alone is prose ("invalid token: …"): only token=x, or a
+	// compound name (access_token: x, auth-token=x).
+	regexp.MustCompile(`(?i)(\b(?:[a-z0-9.]+[_-])+tokens?["']?[\s\p{Zs}]*[:=][\s\p{Zs}]*["']?|\btoken["']?[\s\p{Zs}]*=[\s\p{Zs}]*["']?)([^\s"',;&]+)`),
 }
 
 // scrubCredentials redacts credentialREs' secrets in s. Each rule is

@@ -85,6 +85,7 @@ func (l *Log) toRow(ev Event) Row {
 		ResultBytes:  ev.ResultBytes,
 		ResultSHA256: ev.ResultSHA256,
 		IntentID:     ev.IntentID,
+		Issuer:       v(ev.Issuer),
 	}
 	row.prepare()
 	return row
@@ -98,7 +99,7 @@ func (r *Row) prepare() {
 	r.canon = r.canonMiddle()
 	r.args = [numColumns]any{nil, r.TS, box(r.Transport), r.Session, box(r.Event), r.Subject, r.ClientID,
 		r.ClientName, box(r.actorsText), box(r.AuthMethod), r.Tool, r.Arguments, box(r.Decision), box(r.Reason),
-		box(r.Outcome), r.DurationUS, r.ResultBytes, r.ResultSHA256, nil, nil, r.IntentID}
+		box(r.Outcome), r.DurationUS, r.ResultBytes, r.ResultSHA256, nil, nil, r.IntentID, r.Issuer}
 }
 
 // box returns s as an INSERT parameter. Storing a string in an interface

@@ -123,7 +123,7 @@ func TestRow_CSVRecord(t *testing.T) {
 	r.Reason = "-2+3"
 	rec := r.CSVRecord()
 	hdr := audit.CSVHeader()
-	if len(rec) != len(hdr) || hdr[0] != "id" || hdr[len(hdr)-1] != "intent_id" {
+	if len(rec) != len(hdr) || hdr[0] != "id" || hdr[len(hdr)-1] != "issuer" {
 		t.Fatalf("header %v, record %v", hdr, rec)
 	}
 	col := func(name string) string {
