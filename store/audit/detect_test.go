@@ -165,8 +165,8 @@ func restoreTriggers(t *testing.T, db *sql.DB) {
 		"CREATE TRIGGER audit_checkpoint_no_update BEFORE UPDATE ON audit_checkpoint\nBEGIN SELECT RAISE(ABORT, 'audit_checkpoint is append-only'); END")
 }
 
-// TestDetectionTable_Markdown prints the table as the docs show it, so that
-// the docs can be checked against the test (go test -run Markdown -v).
+// TestDetectionTable_Markdown checks that SCHEMA.md (audit schema) shows
+// the table this test file checks, word for word (-v prints it).
 func TestDetectionTable_Markdown(t *testing.T) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "| attack | %s | %s | %s |\n|---|---|---|---|\n", modeNoKey, modeKey, modeKeyAnchor)
@@ -180,4 +180,7 @@ func TestDetectionTable_Markdown(t *testing.T) {
 		fmt.Fprintf(&b, "| %s: %s | %s | %s | %s |\n", r.attack, r.how, yes(r.detect[modeNoKey]), yes(r.detect[modeKey]), yes(r.detect[modeKeyAnchor]))
 	}
 	t.Log("\n" + b.String())
+	if !strings.Contains(audit.SchemaDoc(), b.String()) {
+		t.Fatalf("SCHEMA.md does not show the detection table as tested; paste:\n%s", b.String())
+	}
 }
