@@ -37,6 +37,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -516,17 +517,25 @@ func fsyncFloor(dir string) (float64, error) {
 
 // ---- the suite ----
 
+// errSkipped marks a case left out by -only.
+var errSkipped = errors.New("skipped")
+
 func cmdSuite(args []string) error {
 	fs := flag.NewFlagSet("suite", flag.ContinueOnError)
 	bin := fs.String("idmcp", "", "idmcp binary built with -tags benchecho")
 	d := fs.Duration("d", 3*time.Second, "measured time per case (after a 1 s warm-up)")
 	ns := fs.String("n", "1,8,64", "concurrent clients")
 	tsServer := fs.String("ts-stdio", "", "a TypeScript SDK stdio echo server (node script), optional")
+	only := fs.String("only", "", "run only the cases whose name matches this `REGEXP` (the baseline too, if it matches)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *bin == "" {
 		return errors.New("-idmcp BIN is required")
+	}
+	match, err := regexp.Compile(*only)
+	if err != nil {
+		return fmt.Errorf("-only: %w", err)
 	}
 	var conc []int
 	for _, s := range strings.Split(*ns, ",") {
@@ -564,6 +573,10 @@ func cmdSuite(args []string) error {
 	var rows []row
 	runHTTP := func(name string, argv []string, env []string, alg string) row {
 		rw := row{name: name, res: map[int]result{}}
+		if !match.MatchString(name) {
+			rw.err = errSkipped
+			return rw
+		}
 		addr, err := freeAddr()
 		if err != nil {
 			rw.err = err
@@ -621,6 +634,9 @@ func cmdSuite(args []string) error {
 	}
 	fmt.Print("---:|---:|---:|\n")
 	for _, r := range rows {
+		if r.err == errSkipped {
+			continue
+		}
 		if r.err != nil {
 			fmt.Printf("| %s | failed: %v |\n", r.name, r.err)
 			continue
@@ -665,6 +681,9 @@ func cmdSuite(args []string) error {
 	}
 	var sbase float64
 	for i, s := range srows {
+		if !match.MatchString(s.name) {
+			continue
+		}
 		r, err := stdioRate(s.env, *d, s.argv...)
 		if err != nil {
 			fmt.Printf("| %s | failed: %v |\n", s.name, err)
@@ -673,13 +692,17 @@ func cmdSuite(args []string) error {
 		if i == 0 {
 			sbase = r.rps
 		}
-		fmt.Printf("| %s | %.0f | %.2f× | %.0f | %.0f | %.0f |\n", s.name, r.rps, r.rps/sbase, r.p50, r.p99, r.cpuPerReq)
+		ratio := "-"
+		if sbase > 0 {
+			ratio = fmt.Sprintf("%.2f×", r.rps/sbase)
+		}
+		fmt.Printf("| %s | %.0f | %s | %.0f | %.0f | %.0f |\n", s.name, r.rps, ratio, r.p50, r.p99, r.cpuPerReq)
 	}
 
 	// Cold start and idle RSS.
 	fmt.Printf("\n### Cold start (exec to the initialize answer, median of 15) and idle RSS\n\n| server | cold start ms | idle RSS MiB |\n|---|---:|---:|\n")
 	for _, s := range srows {
-		if strings.Contains(s.name, "full") {
+		if strings.Contains(s.name, "full") || !match.MatchString(s.name) {
 			continue
 		}
 		ms, rss, err := coldStart(s.env, 15, s.argv...)
