@@ -24,7 +24,7 @@ import (
 type oneVerifier struct{ p *auth.Principal }
 
 func (v oneVerifier) Verify(context.Context, string) (*auth.Principal, error) { return v.p, nil }
-func (v oneVerifier) Ready() bool                                            { return true }
+func (v oneVerifier) Ready() bool                                             { return true }
 
 // MustTransport builds an HTTP transport with an echo tool and a tool that
 // sends a notification before it answers, on a real audit log.
