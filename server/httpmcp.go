@@ -247,7 +247,8 @@ func (h *HTTP) servePost(w http.ResponseWriter, r *http.Request, m *message) {
 		sessionID = r.Header.Get(mcpserver.HeaderKeySessionID)
 	}
 	session := &httpSession{id: sessionID}
-	ctx := h.srv.WithContext(r.Context(), session)
+	kept := &keptResult{}
+	ctx := context.WithValue(h.srv.WithContext(r.Context(), session), keptResultKey{}, kept)
 	ctx = mcpserver.WithSupportedProtocolVersions(ctx, mcp.ValidProtocolVersions)
 
 	var response mcp.JSONRPCMessage
@@ -293,7 +294,53 @@ func (h *HTTP) servePost(w http.ResponseWriter, r *http.Request, m *message) {
 	if e, ok := response.(mcp.JSONRPCError); ok && modern {
 		status = jsonrpcStatus(e.Error.Code)
 	}
+	if b := kept.response(response); b != nil {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_, _ = w.Write(b)
+		return
+	}
 	writeRPC(w, h, response, status)
+}
+
+// keptResult is a tool result and its JSON encoding, which the tool handler
+// hashed for the audit row (core.handler): the transport sends those bytes
+// rather than encoding the result again.
+type keptResult struct {
+	res  *mcp.CallToolResult
+	body []byte
+}
+
+type keptResultKey struct{}
+
+// keepResult hands res and its encoding to the transport serving ctx, if it
+// takes them.
+func keepResult(ctx context.Context, res *mcp.CallToolResult, body []byte) {
+	if k, ok := ctx.Value(keptResultKey{}).(*keptResult); ok {
+		k.res, k.body = res, body
+	}
+}
+
+// response is the wire form of resp (what json.Encoder writes) when resp
+// answers with the kept result, unchanged since it was encoded; else nil.
+func (k *keptResult) response(resp mcp.JSONRPCMessage) []byte {
+	r, ok := resp.(mcp.JSONRPCResponse)
+	if !ok || k.res == nil || r.JSONRPC != mcp.JSONRPC_VERSION {
+		return nil
+	}
+	if res, ok := r.Result.(*mcp.CallToolResult); !ok || res != k.res {
+		return nil
+	}
+	id, err := json.Marshal(r.ID)
+	if err != nil {
+		return nil
+	}
+	b := make([]byte, 0, len(k.body)+len(id)+len(`{"jsonrpc":"2.0","id":,"result":}`)+1)
+	b = append(b, `{"jsonrpc":"2.0","id":`...)
+	b = append(b, id...)
+	b = append(b, `,"result":`...)
+	b = append(b, k.body...)
+	return append(b, "}\n"...)
 }
 
 // clientResponse is handleSamplingResponse for a server that never sends a

@@ -3,6 +3,8 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -29,9 +31,16 @@ func (v oneVerifier) Ready() bool                                             { 
 // MustTransport builds an HTTP transport with an echo tool and a tool that
 // sends a notification before it answers, on a real audit log.
 func MustTransport(t *testing.T) (*HTTP, *auth.Principal) {
+	h, p, _ := MustTransportAudit(t)
+	return h, p
+}
+
+// MustTransportAudit is MustTransport, also returning the audit log's path.
+func MustTransportAudit(t *testing.T) (*HTTP, *auth.Principal, string) {
 	t.Helper()
 	ctx := context.Background()
-	alog, err := audit.Open(ctx, audit.Config{Path: filepath.Join(t.TempDir(), "audit.db"), Sync: store.SyncNormal})
+	auditPath := filepath.Join(t.TempDir(), "audit.db")
+	alog, err := audit.Open(ctx, audit.Config{Path: auditPath, Sync: store.SyncNormal})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +81,7 @@ func MustTransport(t *testing.T) (*HTTP, *auth.Principal) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return h, p
+	return h, p, auditPath
 }
 
 // TestServeTransport_SameAsMCPGo sends each request to serveTransport and to
@@ -221,5 +230,57 @@ func TestServeTransport_NotificationsBecomeSSE(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(strings.TrimPrefix(strings.SplitN(events[1], "\n", 2)[1], "data: ")), &resp); err != nil || resp.Result.IsError {
 		t.Fatalf("response %q: %v", events[1], err)
+	}
+}
+
+// TestServeTransport_AuditHashesWireBytes checks that a call's audit row
+// hashes the result exactly as the client received it, in both eras (in
+// 2026-07-28 mcp-go adds resultType and serverInfo after the handler).
+func TestServeTransport_AuditHashesWireBytes(t *testing.T) {
+	h, p, auditPath := MustTransportAudit(t)
+	meta := `,"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}`
+	for i, era := range []struct {
+		name, meta string
+		hdr        map[string]string
+	}{
+		{"Legacy", "", map[string]string{"Mcp-Protocol-Version": "2025-11-25"}},
+		{"Modern", meta, map[string]string{"Mcp-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "echo"}},
+	} {
+		t.Run(era.name, func(t *testing.T) {
+			body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"<b>&"}` + era.meta + `}}`
+			r := httptest.NewRequest("POST", "http://127.0.0.1:1/mcp", strings.NewReader(body))
+			r.Header.Set("Content-Type", "application/json")
+			for k, v := range era.hdr {
+				r.Header.Set(k, v)
+			}
+			w := httptest.NewRecorder()
+			h.serveTransport(w, r.WithContext(auth.WithPrincipal(r.Context(), p)), parseMessage([]byte(body)))
+			var resp struct {
+				Result json.RawMessage `json:"result"`
+			}
+			if err := json.Unmarshal(w.Body.Bytes(), &resp); err != nil || len(resp.Result) == 0 {
+				t.Fatalf("HTTP %d %s: %v", w.Code, w.Body, err)
+			}
+			rd, err := audit.OpenReader(context.Background(), auditPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rd.Close()
+			rows, err := rd.Query(context.Background(), audit.Filter{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rows) != i+1 {
+				t.Fatalf("%d rows, want %d", len(rows), i+1)
+			}
+			sum := sha256.Sum256(resp.Result)
+			row := rows[len(rows)-1]
+			if got, want := row.ResultSHA256, hex.EncodeToString(sum[:]); got != want {
+				t.Fatalf("result_sha256 %s, want %s (of %s)", got, want, resp.Result)
+			}
+			if got, want := row.ResultBytes, int64(len(resp.Result)); got != want {
+				t.Fatalf("result_bytes %d, want %d", got, want)
+			}
+		})
 	}
 }
