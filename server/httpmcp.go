@@ -16,6 +16,8 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 	mcpserver "github.com/mark3labs/mcp-go/server"
+
+	"github.com/idmcp/idmcp/auth"
 )
 
 // This file is the Streamable HTTP transport proper, behind the gate of
@@ -26,8 +28,11 @@ import (
 // it three more times, started a goroutine and made four channels per POST.
 // Each behaviour below cites the mcp-go function it reproduces
 // (server/streamable_http.go, streamable_http_modern.go); the answers are
-// byte for byte the same, which server/httpmcp_test.go checks against a
-// StreamableHTTPServer in the same process.
+// byte for byte the same, which httpmcp_internal_test.go checks against a
+// StreamableHTTPServer in the same process. Two differences: notifications a
+// handler sends reach the client when the handler returns (idmcp's tools send
+// none), and a caller's notifications/cancelled reaches only its own calls
+// (sessionKey).
 
 // message is one POSTed JSON-RPC message: the gate's frame and the envelope
 // mcp-go's handlePost reads, from one decoding of the body.
@@ -237,16 +242,16 @@ func (h *HTTP) servePost(w http.ResponseWriter, r *http.Request, m *message) {
 		_ = json.Unmarshal(m.ID, &id)
 	}
 
-	var sessionID string
+	var clientSession string
 	if modern {
 		if !validateModern(w, h, r, metaVersion, headerVersion, id) {
 			return
 		}
 	} else if !isInitialize {
 		// Stateless: any session ID is accepted, none is minted.
-		sessionID = r.Header.Get(mcpserver.HeaderKeySessionID)
+		clientSession = r.Header.Get(mcpserver.HeaderKeySessionID)
 	}
-	session := &httpSession{id: sessionID}
+	session := &httpSession{id: sessionKey(auth.PrincipalFromContext(r.Context()), clientSession)}
 	kept := &keptResult{}
 	ctx := context.WithValue(h.srv.WithContext(r.Context(), session), keptResultKey{}, kept)
 	ctx = mcpserver.WithSupportedProtocolVersions(ctx, mcp.ValidProtocolVersions)
@@ -341,6 +346,19 @@ func (k *keptResult) response(resp mcp.JSONRPCMessage) []byte {
 	b = append(b, `,"result":`...)
 	b = append(b, k.body...)
 	return append(b, "}\n"...)
+}
+
+// sessionKey is the ID of a request's ephemeral session, which mcp-go keys
+// in-flight requests on for notifications/cancelled (with the JSON-RPC id).
+// mcp-go's stateless sessions take the client's Mcp-Session-Id, or none, so
+// any caller could cancel another's call by sending the same id (the ids are
+// small counters): here the key names the principal, so a caller reaches only
+// its own calls. This is the one deliberate difference from mcp-go.
+func sessionKey(p *auth.Principal, clientSession string) string {
+	if p == nil {
+		return clientSession
+	}
+	return "idmcp\x00" + p.Issuer + "\x00" + p.Subject + "\x00" + clientSession
 }
 
 // clientResponse is handleSamplingResponse for a server that never sends a

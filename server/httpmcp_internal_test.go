@@ -35,8 +35,9 @@ func MustTransport(t *testing.T) (*HTTP, *auth.Principal) {
 	return h, p
 }
 
-// MustTransportAudit is MustTransport, also returning the audit log's path.
-func MustTransportAudit(t *testing.T) (*HTTP, *auth.Principal, string) {
+// MustTransportAudit is MustTransport with the extra tools, also returning
+// the audit log's path.
+func MustTransportAudit(t *testing.T, extra ...tools.Spec) (*HTTP, *auth.Principal, string) {
 	t.Helper()
 	ctx := context.Background()
 	auditPath := filepath.Join(t.TempDir(), "audit.db")
@@ -67,6 +68,7 @@ func MustTransportAudit(t *testing.T) (*HTTP, *auth.Principal, string) {
 				return &tools.Result{Text: "done"}, nil
 			}},
 	}
+	specs = append(specs, extra...)
 	authz, err := tools.NewAuthorizer(specs)
 	if err != nil {
 		t.Fatal(err)
@@ -280,6 +282,58 @@ func TestServeTransport_AuditHashesWireBytes(t *testing.T) {
 			}
 			if got, want := row.ResultBytes, int64(len(resp.Result)); got != want {
 				t.Fatalf("result_bytes %d, want %d", got, want)
+			}
+		})
+	}
+}
+
+// TestServeTransport_CancelReachesOwnCallsOnly: notifications/cancelled from
+// one caller must not cancel another caller's call that has the same JSON-RPC
+// id (with mcp-go's stateless sessions it did: every session had the same ID),
+// and still cancels the caller's own.
+func TestServeTransport_CancelReachesOwnCallsOnly(t *testing.T) {
+	started := make(chan struct{}, 1)
+	release := make(chan struct{}, 1)
+	wait := tools.Spec{Name: "wait", Description: "Waits to be released.", Scopes: []string{"t:echo"},
+		InputSchema: json.RawMessage(`{"type":"object"}`),
+		Handler: func(ctx context.Context, _ *auth.Principal, _ json.RawMessage) (*tools.Result, error) {
+			started <- struct{}{}
+			<-release
+			if ctx.Err() != nil {
+				return &tools.Result{Text: "cancelled"}, nil
+			}
+			return &tools.Result{Text: "finished"}, nil
+		}}
+	h, alice, _ := MustTransportAudit(t, wait)
+	mallory := &auth.Principal{Subject: "mallory", ClientID: "m", Scopes: []string{"t:echo"}, Method: auth.MethodJWT, Transport: "http", Issuer: alice.Issuer}
+	post := func(p *auth.Principal, body string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("POST", "http://127.0.0.1:1/mcp", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+		w := httptest.NewRecorder()
+		h.serveTransport(w, r.WithContext(auth.WithPrincipal(r.Context(), p)), parseMessage([]byte(body)))
+		return w
+	}
+	call := `{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"wait","arguments":{}}}`
+	cancel := `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":5}}`
+	for _, tc := range []struct {
+		name      string
+		canceller *auth.Principal
+		want      string
+	}{
+		{"OtherCaller", mallory, `"text":"finished"`},
+		{"SameCaller", alice, `"text":"cancelled"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			done := make(chan *httptest.ResponseRecorder)
+			go func() { done <- post(alice, call) }()
+			<-started
+			if w := post(tc.canceller, cancel); w.Code != http.StatusAccepted {
+				t.Fatalf("cancel: HTTP %d %s", w.Code, w.Body)
+			}
+			release <- struct{}{}
+			if w := <-done; !strings.Contains(w.Body.String(), tc.want) {
+				t.Fatalf("call answered %s, want %s", w.Body, tc.want)
 			}
 		})
 	}
