@@ -12,7 +12,7 @@
 //
 // Usage:
 //
-//	loadgen suite -idmcp BIN [-d 3s] [-n 1,8,64]   everything, one table
+//	loadgen suite -idmcp BIN [-d 3s] [-n 1,8,64] [-r ROUNDS] [-only REGEXP] [-ts-stdio SCRIPT]   everything, one table
 //	loadgen baseline -http ADDR | -stdio           the bare mcp-go echo server (started by suite)
 package main
 
@@ -517,6 +517,25 @@ func fsyncFloor(dir string) (float64, error) {
 
 // ---- the suite ----
 
+// median is the median of each figure of rs, taken separately.
+func median(rs []result) result {
+	pick := func(f func(result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	return result{
+		rps:       pick(func(r result) float64 { return r.rps }),
+		p50:       pick(func(r result) float64 { return r.p50 }),
+		p99:       pick(func(r result) float64 { return r.p99 }),
+		cpuPerReq: pick(func(r result) float64 { return r.cpuPerReq }),
+		rss:       pick(func(r result) float64 { return r.rss }),
+	}
+}
+
 // errSkipped marks a case left out by -only.
 var errSkipped = errors.New("skipped")
 
@@ -526,6 +545,7 @@ func cmdSuite(args []string) error {
 	d := fs.Duration("d", 3*time.Second, "measured time per case (after a 1 s warm-up)")
 	ns := fs.String("n", "1,8,64", "concurrent clients")
 	tsServer := fs.String("ts-stdio", "", "a TypeScript SDK stdio echo server (node script), optional")
+	rounds := fs.Int("r", 1, "rounds of the HTTP cases; each figure is the median of its rounds")
 	only := fs.String("only", "", "run only the cases whose name matches this `REGEXP` (the baseline too, if it matches)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -571,16 +591,29 @@ func cmdSuite(args []string) error {
 		err  error
 	}
 	var rows []row
-	runHTTP := func(name string, argv []string, env []string, alg string) row {
-		rw := row{name: name, res: map[int]result{}}
+	// Every server is started first and the cases then interleave (for each
+	// round, each N, each server), so that the machine's load, which drifts
+	// on a shared machine, weighs on all of them alike; each cell is the
+	// median of its rounds.
+	type server struct {
+		row
+		p    *proc
+		url  string
+		tok  string
+		runs map[int][]result
+	}
+	var servers []*server
+	startHTTP := func(name string, argv []string, env []string, alg string) {
+		sv := &server{row: row{name: name, res: map[int]result{}}, runs: map[int][]result{}}
+		servers = append(servers, sv)
 		if !match.MatchString(name) {
-			rw.err = errSkipped
-			return rw
+			sv.err = errSkipped
+			return
 		}
 		addr, err := freeAddr()
 		if err != nil {
-			rw.err = err
-			return rw
+			sv.err = err
+			return
 		}
 		base := "http://" + addr
 		for i, a := range argv {
@@ -588,32 +621,21 @@ func cmdSuite(args []string) error {
 		}
 		p, _ := start(0, env, argv...)
 		if err := p.cmd.Start(); err != nil {
-			rw.err = err
-			return rw
+			sv.err = err
+			return
 		}
-		defer p.stop()
+		sv.p, sv.url = p, base+"/mcp"
 		if err := waitReady(base, p); err != nil {
-			rw.err = err
-			return rw
+			sv.err = err
+			return
 		}
-		tok := ""
 		if alg != "" {
-			if tok, err = is.token(alg, base+"/mcp", "bench:echo"); err != nil {
-				rw.err = err
-				return rw
+			if sv.tok, err = is.token(alg, base+"/mcp", "bench:echo"); err != nil {
+				sv.err = err
 			}
 		}
-		for _, n := range conc {
-			r, err := load(base+"/mcp", tok, n, *d, p.cmd.Process.Pid)
-			if err != nil {
-				rw.err = fmt.Errorf("N=%d: %w", n, err)
-				return rw
-			}
-			rw.res[n] = r
-		}
-		return rw
 	}
-	fmt.Fprintf(os.Stderr, "loadgen: %d CPUs; HTTP cases of %s each at N=%v\n", runtime.NumCPU(), *d, conc)
+	fmt.Fprintf(os.Stderr, "loadgen: %d CPUs; HTTP cases of %s each at N=%v, %d round(s)\n", runtime.NumCPU(), *d, conc, *rounds)
 	// The per-subject rate limit (20/s by default) would refuse nearly every
 	// request of a load test: switch it off where the binary can.
 	var noLimit []string
@@ -622,16 +644,40 @@ func cmdSuite(args []string) error {
 	} else {
 		fmt.Fprintln(os.Stderr, "loadgen: this idmcp has no --subject-rate flag; its per-subject rate limit will refuse most HTTP requests")
 	}
-	rows = append(rows, runHTTP("bare mcp-go, no auth", []string{self, "baseline", "-http", "ADDR"}, nil, ""))
+	startHTTP("bare mcp-go, no auth", []string{self, "baseline", "-http", "ADDR"}, nil, "")
 	for _, c := range []struct{ sync, alg string }{{"normal", "RS256"}, {"normal", "ES256"}, {"full", "RS256"}, {"full", "ES256"}} {
 		dir := filepath.Join(work, "http-"+c.sync+"-"+c.alg)
-		rows = append(rows, runHTTP(fmt.Sprintf("idmcp %s, --audit-sync %s", c.alg, c.sync),
-			append([]string{*bin, "serve", "--http", "ADDR", "--issuer", is.url, "--data-dir", dir, "--audit-sync", c.sync, "--log-level", "warn"}, noLimit...), nil, c.alg))
+		startHTTP(fmt.Sprintf("idmcp %s, --audit-sync %s", c.alg, c.sync),
+			append([]string{*bin, "serve", "--http", "ADDR", "--issuer", is.url, "--data-dir", dir, "--audit-sync", c.sync, "--log-level", "warn"}, noLimit...), nil, c.alg)
+	}
+	for range *rounds {
+		for _, n := range conc {
+			for _, sv := range servers {
+				if sv.err != nil {
+					continue
+				}
+				r, err := load(sv.url, sv.tok, n, *d, sv.p.cmd.Process.Pid)
+				if err != nil {
+					sv.err = fmt.Errorf("N=%d: %w", n, err)
+					continue
+				}
+				sv.runs[n] = append(sv.runs[n], r)
+			}
+		}
+	}
+	for _, sv := range servers {
+		if sv.p != nil {
+			sv.p.stop()
+		}
+		for n, rs := range sv.runs {
+			sv.res[n] = median(rs)
+		}
+		rows = append(rows, sv.row)
 	}
 
 	// Markdown: HTTP.
 	base := rows[0]
-	fmt.Printf("\n### Streamable HTTP (%d CPUs; server and load generator on separate cores; %s per case)\n\n", runtime.NumCPU(), *d)
+	fmt.Printf("\n### Streamable HTTP (%d CPUs; server and load generator on separate cores; %s per case; median of %d interleaved round(s))\n\n", runtime.NumCPU(), *d, *rounds)
 	fmt.Print("| server |")
 	for _, n := range conc {
 		fmt.Printf(" N=%d |", n)
