@@ -338,3 +338,35 @@ func TestServeTransport_CancelReachesOwnCallsOnly(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParseMessage: the one decoding of a body gives the gate the frame it
+// got before (parseFrame), and calls a body a parse error exactly when
+// mcp-go's handlePost does (its envelope does not decode).
+func FuzzParseMessage(f *testing.F) {
+	f.Add([]byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}`))
+	f.Add([]byte(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":5,"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`))
+	f.Add([]byte(`{"jsonrpc":"2.0","id":1,"result":{}}`))
+	f.Add([]byte(`[{"jsonrpc":"2.0","id":1,"method":"ping"}]`))
+	f.Add([]byte(`{"method":5}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		m := parseMessage(raw)
+		var env struct {
+			ID     json.RawMessage `json:"id"`
+			Result json.RawMessage `json:"result,omitempty"`
+			Error  json.RawMessage `json:"error,omitempty"`
+			Method mcp.MCPMethod   `json:"method,omitempty"`
+		}
+		envErr := json.Unmarshal(raw, &env)
+		if m.ok != (envErr == nil) {
+			t.Fatalf("ok=%v, mcp-go's envelope error %v", m.ok, envErr)
+		}
+		if m.ok && (m.Method != string(env.Method) || !bytes.Equal(m.ID, env.ID) || !bytes.Equal(m.Result, env.Result) || !bytes.Equal(m.Error, env.Error)) {
+			t.Fatalf("envelope %q %q %q %q, mcp-go %q %q %q %q", m.Method, m.ID, m.Result, m.Error, env.Method, env.ID, env.Result, env.Error)
+		}
+		g := parseFrame(raw)
+		if m.frame.Method != g.Method || m.frame.Tool != g.Tool || !bytes.Equal(m.frame.Arguments, g.Arguments) ||
+			m.frame.Modern != g.Modern || m.frame.Version != g.Version || m.frame.Token != g.Token || m.frame.Client != g.Client {
+			t.Fatalf("frame %+v, parseFrame %+v", m.frame, g)
+		}
+	})
+}
