@@ -30,7 +30,11 @@ func lockHosts(ctx context.Context, hosts *store.Hosts) (unlock func(), err erro
 
 func cmdHost(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return &exitError{code: 2, err: errors.New("usage: idmcp host add|list|rotate|remove")}
+		return &exitError{code: 2, err: errors.New("usage: idmcp host add|list|rotate|remove|install")}
+	}
+	// host_install.go: --install, --print, install, --uninstall.
+	if wantsInstaller(args) {
+		return cmdHostInstall(ctx, args, stdout, stderr)
 	}
 	fs := flag.NewFlagSet("host "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)

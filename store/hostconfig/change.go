@@ -255,10 +255,13 @@ func (c *Change) Hint() string {
 	case c.Input != "":
 		return fmt.Sprintf("VS Code prompts for input %q once (paste the token above) and keeps it in its secret storage; %s does not hold the token", c.Input, c.Target.Path)
 	case c.EnvVar != "":
-		return fmt.Sprintf("%s references ${%s} and never holds the token: export %s=<the token above> in the environment that starts %s", c.Target.Path, c.EnvVar, c.EnvVar, c.Target.Host.DisplayName())
+		h := fmt.Sprintf("%s references ${%s} and never holds the token: export %s=<the token above> in the environment that starts %s", c.Target.Path, c.EnvVar, c.EnvVar, c.Target.Host.DisplayName())
+		if c.Target.Host == ClaudeCode {
+			h += "; Claude Code asks you to approve a project's servers the first time it starts there: approve this one"
+		}
+		return h
 	case c.HoldsToken:
 		return fmt.Sprintf("%s holds the token: it is left mode 0600; do not commit or share it", c.Target.Path)
 	}
 	return ""
 }
-
