@@ -295,6 +295,18 @@ func (in *installer) install(ctx context.Context, create bool) error {
 	if h := c.Hint(); h != "" {
 		fmt.Fprintln(in.stdout, h)
 	}
+	if !create {
+		// The token was rotated: other hosts installed for this profile now
+		// hold the old one.
+		for _, o := range hostconfig.KnownTargets(in.env) {
+			found, _ := hostconfig.Inspect(o)
+			for _, f := range found {
+				if f.Profile() == p.Name && f.TokenRef == "" && (o.Path != t.Path || o.Scope != t.Scope) {
+					fmt.Fprintf(in.stdout, "warning: %s (%s) also starts profile %q with its old token, which no longer works; give each host its own profile, or reinstall it there\n", o.Path, o.Host, p.Name)
+				}
+			}
+		}
+	}
 	switch {
 	case p.Keyring:
 		fmt.Fprintf(in.stdout, "The server reads the expected secret from the OS keyring (service %q, account %q).\n", keyringService(), p.Name)

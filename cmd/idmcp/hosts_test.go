@@ -228,7 +228,7 @@ func TestHosts_CodexCLI(t *testing.T) {
 		t.Fatalf("config.toml lost what was there:\n%s", cfgBytes)
 	}
 	list := runHostCLI(t, ws, hostEnv(home), codex, "mcp", "list")
-	if !regexp.MustCompile(`idmcp-cx\s+` + regexp.QuoteMeta(binPath) + `\s+serve --profile cx .*IDMCP_TOKEN=\*+.*enabled`).MatchString(list) || !strings.Contains(list, "docs") {
+	if !regexp.MustCompile(`idmcp-cx\s+`+regexp.QuoteMeta(binPath)+`\s+serve --profile cx .*IDMCP_TOKEN=\*+.*enabled`).MatchString(list) || !strings.Contains(list, "docs") {
 		t.Fatalf("codex mcp list:\n%s", list)
 	}
 	raw := runHostCLI(t, ws, hostEnv(home), codex, "mcp", "get", "idmcp-cx", "--json")

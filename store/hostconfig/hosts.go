@@ -311,6 +311,11 @@ func KnownTargets(env Env) []Target {
 			if err != nil {
 				continue
 			}
+			// A workspace that is the home directory makes a project file
+			// the user file (~/.gemini/settings.json): read it once.
+			if s == Project && slices.ContainsFunc(out, func(u Target) bool { return u.Host == h && u.Path == t.Path }) {
+				continue
+			}
 			out = append(out, t)
 		}
 	}

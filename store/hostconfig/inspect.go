@@ -16,6 +16,9 @@ type Found struct {
 	// reference (${VAR}, ${env:VAR}, ${input:ID}) when it does not.
 	Token    string
 	TokenRef string
+	// SharedSecret: the entry's env also sets IDMCP_SHARED_SECRET, so the
+	// file holds the profile's secret as well as the token.
+	SharedSecret bool
 }
 
 // Flag returns the value of --name in the entry's arguments ("" when absent).
@@ -94,6 +97,7 @@ func Inspect(t Target) ([]Found, error) {
 			continue
 		}
 		if env, ok := o["env"].(map[string]any); ok {
+			_, f.SharedSecret = env["IDMCP_SHARED_SECRET"]
 			tok, _ := env[TokenEnv].(string)
 			if strings.Contains(tok, "${") {
 				f.TokenRef = tok
