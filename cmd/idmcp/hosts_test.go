@@ -16,6 +16,8 @@ import (
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/tailscale/hujson"
+
+	"github.com/idmcp/idmcp/store"
 )
 
 // The host installers, end to end: `idmcp host add NAME --install HOST`
@@ -409,4 +411,115 @@ func mustRead(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestHostInstall_Rules drives the installer's rules through the built
+// binary: a dry run changes nothing and shows a masked diff; an invalid host
+// file is refused with its line before any profile exists; an existing
+// entry needs --force; --print writes no file; `host install` rotates the
+// token and says which other host file still holds the old one; a
+// --no-keyring install needs --secret-file; without a Secret Service a
+// keyring install is refused up front; remove --uninstall takes the entry
+// out of every host file.
+func TestHostInstall_Rules(t *testing.T) {
+	home, dataDir := t.TempDir(), t.TempDir()
+	env := []string{"HOME=" + home}
+	sf := filepath.Join(dataDir, "r.secret")
+	cursorCfg := filepath.Join(home, ".cursor", "mcp.json")
+	gemCfg := filepath.Join(home, ".gemini", "settings.json")
+	base := []string{"--data-dir", dataDir, "--no-keyring", "--secret-file", sf}
+
+	// Dry run: a diff, nothing written, no profile, no secret file.
+	out := mustIdmcp(t, env, append([]string{"host", "add", "r", "--install", "cursor", "--dry-run"}, base...)...)
+	if !strings.Contains(out, "+++ "+cursorCfg) || !strings.Contains(out, `"idmcp-r"`) || strings.Contains(out, "idmcp_") && !strings.Contains(out, "idmcp_<new token") {
+		t.Fatalf("dry run output:\n%s", out)
+	}
+	for _, p := range []string{cursorCfg, sf, filepath.Join(dataDir, "hosts.json")} {
+		if _, err := os.Stat(p); err == nil {
+			t.Fatalf("dry run created %s", p)
+		}
+	}
+
+	// An invalid file: refused with its line, unchanged, no profile created.
+	if err := os.MkdirAll(filepath.Dir(gemCfg), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	bad := "{\n  \"theme\": \"x\"\n  \"mcpServers\": {}\n}\n"
+	if err := os.WriteFile(gemCfg, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o, e, code := runIdmcp(t, env, append([]string{"host", "add", "r", "--install", "gemini"}, base...)...)
+	if code == 0 || !strings.Contains(e, "line 3") || !strings.Contains(e, "nothing was written") {
+		t.Fatalf("invalid file: exit %d\n%s%s", code, o, e)
+	}
+	if mustRead(t, gemCfg) != bad {
+		t.Fatal("invalid file changed")
+	}
+	if _, err := store.NewHosts(dataDir).Get("r"); err == nil {
+		t.Fatal("profile created despite the refusal")
+	}
+	if err := os.Remove(gemCfg); err != nil {
+		t.Fatal(err)
+	}
+
+	// Install into Cursor, then into Gemini with `host install` (rotates).
+	_, tok1 := installHost(t, home, dataDir, "r", "cursor")
+	out = mustIdmcp(t, env, "host", "install", "r", "gemini", "--data-dir", dataDir, "--secret-file", sf)
+	tok2 := tokenFromHostAdd(t, out)
+	if tok1 == tok2 || !strings.Contains(out, cursorCfg+" (cursor) also starts profile \"r\" with its old token") {
+		t.Fatalf("host install output:\n%s", out)
+	}
+	if strings.TrimSpace(mustRead(t, sf)) != tok2 {
+		t.Fatal("the secret file does not hold the new token")
+	}
+	// The existing Cursor entry needs --force; with it, the entry is
+	// replaced and the previous file backed up.
+	o, e, code = runIdmcp(t, env, "host", "install", "r", "cursor", "--data-dir", dataDir, "--secret-file", sf)
+	if code == 0 || !strings.Contains(e, "--force") {
+		t.Fatalf("install over an existing entry without --force: exit %d\n%s%s", code, o, e)
+	}
+	out = mustIdmcp(t, env, "host", "install", "r", "cursor", "--force", "--data-dir", dataDir, "--secret-file", sf)
+	tok3 := tokenFromHostAdd(t, out)
+	if !strings.Contains(out, "replaced in "+cursorCfg) || !strings.Contains(out, "backed up to "+cursorCfg+".idmcp-backup-") || !strings.Contains(mustRead(t, cursorCfg), tok3) {
+		t.Fatalf("forced install:\n%s", out)
+	}
+
+	// --print: the entry for a host, no file written.
+	out = mustIdmcp(t, env, "host", "add", "p", "--print", "codex", "--data-dir", dataDir, "--no-keyring", "--secret-file", filepath.Join(dataDir, "p.secret"))
+	ptok := tokenFromHostAdd(t, out)
+	if !strings.Contains(out, "[mcp_servers.idmcp-p]") || !strings.Contains(out, `IDMCP_TOKEN = "`+ptok+`"`) {
+		t.Fatalf("--print codex:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(home, ".codex", "config.toml")); err == nil {
+		t.Fatal("--print wrote a file")
+	}
+
+	// A --no-keyring install without --secret-file would put the secret in
+	// the host file twice: refused.
+	o, e, code = runIdmcp(t, env, "host", "add", "n", "--install", "cursor", "--data-dir", dataDir, "--no-keyring")
+	if code != 2 || !strings.Contains(e, "--secret-file") {
+		t.Fatalf("--no-keyring without --secret-file: exit %d\n%s%s", code, o, e)
+	}
+	// Without a Secret Service (no session bus here), a keyring install is
+	// refused up front and points at --no-keyring --secret-file.
+	o, e, code = runIdmcp(t, []string{"HOME=" + home, "DBUS_SESSION_BUS_ADDRESS="}, "host", "add", "k", "--install", "cursor", "--data-dir", dataDir)
+	if runtime.GOOS == "linux" && os.Getenv("DBUS_SESSION_BUS_ADDRESS") == "" {
+		if code == 0 || !strings.Contains(e, "no usable OS keyring") || !strings.Contains(e, "--no-keyring --secret-file") {
+			t.Fatalf("keyring install without a keyring: exit %d\n%s%s", code, o, e)
+		}
+	}
+
+	// remove --uninstall: both entries go, other content stays, profile gone.
+	out = mustIdmcp(t, env, "host", "remove", "r", "--uninstall", "--data-dir", dataDir)
+	if !strings.Contains(out, "removed from "+cursorCfg) || !strings.Contains(out, "removed from "+gemCfg) {
+		t.Fatalf("remove --uninstall:\n%s", out)
+	}
+	for _, p := range []string{cursorCfg, gemCfg} {
+		if strings.Contains(mustRead(t, p), "idmcp-r") {
+			t.Fatalf("%s still has the entry", p)
+		}
+	}
+	if _, err := store.NewHosts(dataDir).Get("r"); err == nil {
+		t.Fatal("profile still there after remove --uninstall")
+	}
 }
