@@ -302,3 +302,50 @@ func TestSnippet(t *testing.T) {
 		}
 	}
 }
+
+// TestLocate_Paths pins every host's file per platform and scope, as the
+// README lists them.
+func TestLocate_Paths(t *testing.T) {
+	const home, appData, ws = "/h", `C:\AppData`, "/p"
+	j := filepath.Join
+	cases := []struct {
+		goos  string
+		host  hostconfig.Host
+		scope hostconfig.Scope
+		want  string
+	}{
+		{"darwin", hostconfig.ClaudeDesktop, hostconfig.User, j(home, "Library", "Application Support", "Claude", "claude_desktop_config.json")},
+		{"windows", hostconfig.ClaudeDesktop, hostconfig.User, j(appData, "Claude", "claude_desktop_config.json")},
+		{"linux", hostconfig.ClaudeCode, hostconfig.User, j(home, ".claude.json")},
+		{"linux", hostconfig.ClaudeCode, hostconfig.Local, j(home, ".claude.json")},
+		{"linux", hostconfig.ClaudeCode, hostconfig.Project, j(ws, ".mcp.json")},
+		{"linux", hostconfig.VSCode, hostconfig.User, j(home, ".config", "Code", "User", "mcp.json")},
+		{"darwin", hostconfig.VSCode, hostconfig.User, j(home, "Library", "Application Support", "Code", "User", "mcp.json")},
+		{"windows", hostconfig.VSCode, hostconfig.User, j(appData, "Code", "User", "mcp.json")},
+		{"linux", hostconfig.VSCode, hostconfig.Project, j(ws, ".vscode", "mcp.json")},
+		{"linux", hostconfig.Cursor, hostconfig.User, j(home, ".cursor", "mcp.json")},
+		{"linux", hostconfig.Cursor, hostconfig.Project, j(ws, ".cursor", "mcp.json")},
+		{"linux", hostconfig.Windsurf, hostconfig.User, j(home, ".codeium", "windsurf", "mcp_config.json")},
+		{"linux", hostconfig.Gemini, hostconfig.User, j(home, ".gemini", "settings.json")},
+		{"linux", hostconfig.Gemini, hostconfig.Project, j(ws, ".gemini", "settings.json")},
+		{"linux", hostconfig.Codex, hostconfig.User, j(home, ".codex", "config.toml")},
+		{"linux", hostconfig.Zed, hostconfig.User, j(home, ".config", "zed", "settings.json")},
+		{"darwin", hostconfig.Zed, hostconfig.User, j(home, ".config", "zed", "settings.json")},
+		{"windows", hostconfig.Zed, hostconfig.User, j(appData, "Zed", "settings.json")},
+	}
+	for _, c := range cases {
+		tg, err := hostconfig.Locate(c.host, c.scope, hostconfig.Env{GOOS: c.goos, Home: home, AppData: appData, Workspace: ws})
+		if err != nil || tg.Path != c.want {
+			t.Errorf("%s %s %s: %q, %v; want %q", c.goos, c.host, c.scope, tg.Path, err, c.want)
+		}
+	}
+	tg, err := hostconfig.Locate(hostconfig.Codex, hostconfig.User, hostconfig.Env{GOOS: "linux", Home: home, CodexHome: "/c"})
+	if err != nil || tg.Path != j("/c", "config.toml") {
+		t.Errorf("CODEX_HOME: %q, %v", tg.Path, err)
+	}
+	for _, h := range []hostconfig.Host{hostconfig.Windsurf, hostconfig.Codex, hostconfig.Zed, hostconfig.ClaudeDesktop} {
+		if _, err := hostconfig.Locate(h, hostconfig.Project, hostconfig.Env{GOOS: "darwin", Home: home, Workspace: ws}); !errors.Is(err, hostconfig.ErrUnsupported) {
+			t.Errorf("%s project scope: %v, want ErrUnsupported", h, err)
+		}
+	}
+}
