@@ -208,6 +208,19 @@ func TestHosts_GeminiCLI(t *testing.T) {
 	if last := rows[len(rows)-1]; last["decision"] != "deny" || !strings.Contains(last["reason"].(string), `credential does not match profile "gem"`) {
 		t.Fatalf("last auth row %v; want the deny with its reason", last)
 	}
+
+	// Project scope: .gemini/settings.json references ${IDMCP_TOKEN_GPRJ},
+	// which Gemini CLI expands from its environment.
+	out := mustIdmcp(t, []string{"HOME=" + home}, "host", "add", "gprj", "--install", "gemini", "--scope", "project", "--workspace", ws,
+		"--data-dir", dataDir, "--no-keyring", "--secret-file", filepath.Join(dataDir, "gprj.secret"), "--scopes", "todo:read")
+	ptok := tokenFromHostAdd(t, out)
+	if b := mustRead(t, filepath.Join(ws, ".gemini", "settings.json")); strings.Contains(b, ptok) || !strings.Contains(b, "${IDMCP_TOKEN_GPRJ}") {
+		t.Fatalf("project settings.json:\n%s", b)
+	}
+	list = runHostCLI(t, ws, hostEnv(home, "IDMCP_TOKEN_GPRJ="+ptok), gemini, "mcp", "list")
+	if !regexp.MustCompile(`✓ idmcp-gprj: .*- Connected`).MatchString(list) {
+		t.Fatalf("gemini mcp list in the project:\n%s", list)
+	}
 }
 
 // TestHosts_CodexCLI: `codex mcp list` reads the file without connecting, so
