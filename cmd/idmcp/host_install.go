@@ -8,10 +8,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/idmcp/idmcp/auth"
 	"github.com/idmcp/idmcp/auth/keyring"
@@ -58,7 +56,7 @@ func wantsInstaller(args []string) bool {
 type installFlags struct {
 	dataDir, scopes, roles, secretFile  string
 	install, print, scope, workspace    string
-	config                              string
+	config, policy                      string
 	noKeyring, force, dryRun, uninstall bool
 }
 
@@ -82,6 +80,7 @@ func cmdHostInstall(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.StringVar(&f.dataDir, "data-dir", "", "data dir (default $IDMCP_DATA_DIR or the per-user state dir)")
 	fs.StringVar(&f.scopes, "scopes", "", "scopes granted to the host, separated by spaces or commas (add)")
 	fs.StringVar(&f.roles, "roles", "", "roles granted to the host, separated by spaces or commas (add)")
+	fs.StringVar(&f.policy, "policy", "", "the policy `FILE` the server runs with, to warn about scopes no enabled tool requires (add)")
 	fs.BoolVar(&f.noKeyring, "no-keyring", false, "do not use the OS keyring; with --install it needs --secret-file (add)")
 	fs.StringVar(&f.secretFile, "secret-file", "", "with --no-keyring: the file (mode 0600) the server reads the secret from")
 	fs.StringVar(&f.install, "install", "", "write the profile's entry into this `HOST`'s configuration (add)")
@@ -138,15 +137,22 @@ type installer struct {
 	stderr      io.Writer
 }
 
-// installList splits a --scopes or --roles value on spaces and commas.
-func installList(s string) []string {
-	out := []string{}
-	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || unicode.IsSpace(r) }) {
-		if !slices.Contains(out, f) {
-			out = append(out, f)
-		}
+// newProfile is the profile `host add` would create from the flags, with
+// add's checks: a valid profile, and a warning for a scope no enabled tool
+// requires.
+func (in *installer) newProfile(ctx context.Context) (*auth.HostProfile, error) {
+	p := &auth.HostProfile{Name: in.name, Scopes: splitList(in.f.scopes), Roles: splitList(in.f.roles), Keyring: !in.f.noKeyring, Created: time.Now().UTC()}
+	if err := p.Validate(); err != nil {
+		return nil, &exitError{code: 2, err: err}
 	}
-	return out
+	unused, known, err := unusedScopes(ctx, in.f.policy, p.Scopes)
+	if err != nil {
+		return nil, err
+	}
+	for _, sc := range unused {
+		fmt.Fprintf(in.stderr, "warning: no enabled tool requires scope %q (known scopes: %s); check the spelling\n", termSafe(sc), strings.Join(known, " "))
+	}
+	return p, nil
 }
 
 // target is the host file the command edits.
@@ -231,7 +237,9 @@ func (in *installer) install(ctx context.Context, create bool) error {
 	case create && getErr == nil && !in.f.force:
 		return fmt.Errorf("host profile %q exists; use `idmcp host install %s %s` to install it, or --force to replace it", in.name, in.name, t.Host)
 	case create:
-		p = &auth.HostProfile{Name: in.name, Scopes: installList(in.f.scopes), Roles: installList(in.f.roles), Keyring: !in.f.noKeyring, Created: time.Now().UTC()}
+		if p, err = in.newProfile(ctx); err != nil {
+			return err
+		}
 	case getErr != nil:
 		return fmt.Errorf("%w; create it with `idmcp host add %s --install %s`", getErr, in.name, t.Host)
 	default:
@@ -342,7 +350,10 @@ func (in *installer) addAndPrint(ctx context.Context) error {
 	if existing != nil && !in.f.force {
 		return fmt.Errorf("host profile %q exists; use `idmcp host rotate %s` for a new secret, or --force to replace it", in.name, in.name)
 	}
-	p := &auth.HostProfile{Name: in.name, Scopes: installList(in.f.scopes), Roles: installList(in.f.roles), Keyring: !in.f.noKeyring, Created: time.Now().UTC()}
+	p, err := in.newProfile(ctx)
+	if err != nil {
+		return err
+	}
 	if err := in.checkSecretPlacement(ctx, p.Keyring); err != nil {
 		return err
 	}
