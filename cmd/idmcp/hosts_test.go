@@ -140,6 +140,16 @@ func TestHosts_ClaudeCode(t *testing.T) {
 		t.Fatalf("last auth row %v; want the deny with its reason", last)
 	}
 
+	// Local scope: projects[ws].mcpServers in ~/.claude.json, seen only in ws.
+	mustIdmcp(t, []string{"HOME=" + home}, "host", "add", "loc", "--install", "claude-code", "--scope", "local", "--workspace", ws,
+		"--data-dir", dataDir, "--no-keyring", "--secret-file", filepath.Join(dataDir, "loc.secret"), "--scopes", "todo:read")
+	if list = runHostCLI(t, ws, hostEnv(home), claude, "mcp", "list"); !regexp.MustCompile(`idmcp-loc: .*✔ Connected`).MatchString(list) {
+		t.Fatalf("claude mcp list in the workspace (local scope):\n%s", list)
+	}
+	if list = runHostCLI(t, t.TempDir(), hostEnv(home), claude, "mcp", "list"); strings.Contains(list, "idmcp-loc") {
+		t.Fatalf("a local-scope server shows outside its workspace:\n%s", list)
+	}
+
 	// Project scope: .mcp.json references ${IDMCP_TOKEN_PRJ} and never
 	// holds the token; Claude Code expands it from its environment.
 	out = mustIdmcp(t, []string{"HOME=" + home}, "host", "add", "prj", "--install", "claude-code", "--scope", "project", "--workspace", ws,
