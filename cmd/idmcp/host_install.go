@@ -46,9 +46,10 @@ func wantsInstaller(args []string) bool {
 	case "install":
 		return true
 	case "add":
-		return has("install", "print")
+		// -h too: add's help lists --install and --print.
+		return has("install", "print", "h", "help")
 	case "remove":
-		return has("uninstall")
+		return has("uninstall", "h", "help")
 	}
 	return false
 }
@@ -77,20 +78,27 @@ func cmdHostInstall(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs := flag.NewFlagSet("host "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, installUsage); fs.PrintDefaults() }
+	sub := args[0]
 	fs.StringVar(&f.dataDir, "data-dir", "", "data dir (default $IDMCP_DATA_DIR or the per-user state dir)")
-	fs.StringVar(&f.scopes, "scopes", "", "scopes granted to the host, separated by spaces or commas (add)")
-	fs.StringVar(&f.roles, "roles", "", "roles granted to the host, separated by spaces or commas (add)")
-	fs.StringVar(&f.policy, "policy", "", "the policy `FILE` the server runs with, to warn about scopes no enabled tool requires (add)")
-	fs.BoolVar(&f.noKeyring, "no-keyring", false, "do not use the OS keyring; with --install it needs --secret-file (add)")
-	fs.StringVar(&f.secretFile, "secret-file", "", "with --no-keyring: the file (mode 0600) the server reads the secret from")
-	fs.StringVar(&f.install, "install", "", "write the profile's entry into this `HOST`'s configuration (add)")
-	fs.StringVar(&f.print, "print", "", "print this `HOST`'s entry instead of writing a file (add)")
-	fs.StringVar(&f.scope, "scope", "user", "which of the host's files: user, project (in --workspace) or local (Claude Code)")
+	// Each subcommand declares only the flags it takes (as host.go does).
+	if sub == "add" {
+		fs.StringVar(&f.scopes, "scopes", "", "scopes granted to the host, separated by spaces or commas")
+		fs.StringVar(&f.roles, "roles", "", "roles granted to the host, separated by spaces or commas")
+		fs.StringVar(&f.policy, "policy", "", "the policy `FILE` the server runs with, to warn about scopes no enabled tool requires")
+		fs.BoolVar(&f.noKeyring, "no-keyring", false, "do not use the OS keyring; with --install it needs --secret-file")
+		fs.StringVar(&f.install, "install", "", "write the profile's entry into this `HOST`'s configuration file")
+		fs.StringVar(&f.print, "print", "", "print this `HOST`'s entry instead of writing a file")
+	}
+	if sub != "remove" {
+		fs.StringVar(&f.secretFile, "secret-file", "", "with --no-keyring: the file (mode 0600) the server reads the secret from")
+		fs.StringVar(&f.scope, "scope", "user", "which of the host's files: user, project (in --workspace) or local (Claude Code)")
+		fs.StringVar(&f.config, "config", "", "edit this `FILE` instead of the host's default location")
+		fs.BoolVar(&f.force, "force", false, "replace an existing profile (add) and an existing entry in the host's file")
+	} else {
+		fs.BoolVar(&f.uninstall, "uninstall", false, "also remove the profile's entry from every host file idmcp knows")
+	}
 	fs.StringVar(&f.workspace, "workspace", "", "the project directory for --scope project|local and --uninstall (default: the working directory)")
-	fs.StringVar(&f.config, "config", "", "edit this `FILE` instead of the host's default location")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "print the change as a unified diff (secrets masked) and change nothing")
-	fs.BoolVar(&f.force, "force", false, "replace an existing profile (add) and an existing entry in the host's file")
-	fs.BoolVar(&f.uninstall, "uninstall", false, "also remove the profile's entry from every host file (remove)")
 	pos, err := parseInterspersed(fs, args[1:])
 	if err != nil {
 		return err
@@ -162,6 +170,11 @@ func (in *installer) target(hostName string) (hostconfig.Target, error) {
 		return hostconfig.Target{}, &exitError{code: 2, err: err}
 	}
 	scope := hostconfig.Scope(in.f.scope)
+	switch scope {
+	case hostconfig.User, hostconfig.Project, hostconfig.Local:
+	default:
+		return hostconfig.Target{}, &exitError{code: 2, err: fmt.Errorf("unknown --scope %q; want user, project or local", in.f.scope)}
+	}
 	if in.f.config != "" {
 		p, err := filepath.Abs(in.f.config)
 		if err != nil {

@@ -546,3 +546,28 @@ func TestHostInstall_Rules(t *testing.T) {
 		t.Fatal("profile still there after remove --uninstall")
 	}
 }
+
+// TestHostInstall_ExitStatus: help exits 0 and lists the installer flags;
+// usage errors exit 2; an unknown host exits 2 naming the eight.
+func TestHostInstall_ExitStatus(t *testing.T) {
+	dataDir := t.TempDir()
+	for _, c := range []struct {
+		args     []string
+		want     int
+		wantText string
+	}{
+		{[]string{"host", "add", "-h"}, 0, "-install HOST"},
+		{[]string{"host", "install", "-h"}, 0, "-dry-run"},
+		{[]string{"host", "remove", "-h"}, 0, "-uninstall"},
+		{[]string{"doctor", "-h"}, 0, "-json"},
+		{[]string{"host", "install", "x"}, 2, "usage: idmcp host install NAME HOST"},
+		{[]string{"host", "add", "x", "--install", "notepad", "--data-dir", dataDir}, 2, "claude-desktop, claude-code, vscode, cursor, windsurf, gemini, codex, zed"},
+		{[]string{"host", "add", "x", "--install", "cursor", "--scope", "galaxy", "--data-dir", dataDir, "--no-keyring", "--secret-file", filepath.Join(dataDir, "s")}, 2, "unknown --scope"},
+		{[]string{"doctor", "extra"}, 2, "doctor takes no arguments"},
+	} {
+		out, errOut, code := runIdmcp(t, []string{"HOME=" + t.TempDir()}, c.args...)
+		if code != c.want || !strings.Contains(out+errOut, c.wantText) {
+			t.Errorf("idmcp %v: exit %d (want %d), output lacks %q:\n%s%s", c.args, code, c.want, c.wantText, out, errOut)
+		}
+	}
+}
