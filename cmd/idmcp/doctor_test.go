@@ -120,7 +120,7 @@ func TestDoctor_BrokenSetups(t *testing.T) {
 			if err := os.Remove(filepath.Join(dataDir, "doc.secret")); err != nil {
 				t.Fatal(err)
 			}
-		}, 0, []string{"the token could not be checked: secret file"}},
+		}, 1, []string{"the token could not be checked: secret file", "refuses every request", "fix: idmcp host install doc cursor --force --secret-file"}},
 		{"Refusals", func(t *testing.T, _, dataDir, _ string) {
 			for range 3 {
 				s := startRaw(t, []string{"IDMCP_TOKEN=" + wrongToken}, "--profile", "doc", "--data-dir", dataDir, "--secret-file", filepath.Join(dataDir, "doc.secret"))

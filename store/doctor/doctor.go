@@ -363,7 +363,12 @@ func (d *doctor) hostEntry(ctx context.Context, f hostconfig.Found) {
 		broken(reinstall, "no %s in the entry's env: the host presents no credential", hostconfig.TokenEnv)
 	default:
 		secret, why := d.expectedSecret(ctx, p, f)
+		sf := f.Flag("secret-file")
 		switch {
+		case why != "" && !p.Keyring && sf != "" && secret == "":
+			// The server started from this entry has no secret: it refuses
+			// every request.
+			broken(reinstall, "the token could not be checked: %s; the server it starts refuses every request", why)
 		case why != "":
 			problems++
 			d.r.add(check, Warn, "", "%s: the token could not be checked: %s", where, why)
