@@ -3,6 +3,7 @@ package main_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -569,5 +570,35 @@ func TestHostInstall_ExitStatus(t *testing.T) {
 		if code != c.want || !strings.Contains(out+errOut, c.wantText) {
 			t.Errorf("idmcp %v: exit %d (want %d), output lacks %q:\n%s%s", c.args, code, c.want, c.wantText, out, errOut)
 		}
+	}
+}
+
+// TestHostInstall_Concurrent: eight `host add --install` processes at once
+// into one host file; each reads, merges and rewrites it, so without the
+// data dir's lock around the whole command most entries would be lost.
+func TestHostInstall_Concurrent(t *testing.T) {
+	home, dataDir := t.TempDir(), t.TempDir()
+	const n = 8
+	done := make(chan error, n)
+	for i := range n {
+		go func() {
+			name := "c" + string(rune('a'+i))
+			_, errOut, code := runIdmcp(t, []string{"HOME=" + home}, "host", "add", name, "--install", "cursor", "--data-dir", dataDir,
+				"--no-keyring", "--secret-file", filepath.Join(dataDir, name+".secret"))
+			if code != 0 {
+				done <- errors.New(name + ": " + errOut)
+				return
+			}
+			done <- nil
+		}()
+	}
+	for range n {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+	_, _, _, doc := hostEntry(t, filepath.Join(home, ".cursor", "mcp.json"), "mcpServers", "idmcp-ca")
+	if servers, _ := doc["mcpServers"].(map[string]any); len(servers) != n {
+		t.Fatalf("%d entries after %d concurrent installs, want all", len(servers), n)
 	}
 }
