@@ -55,7 +55,7 @@ func TestRun_Refusals(t *testing.T) {
 	}
 	want := map[string]string{
 		`claude-code was refused 3 times in the last hour: credential does not match profile "cc"`: "idmcp host install PROFILE HOST --force",
-		`mcp-test-client was refused 1 time in the last hour: profile "gem" does not exist`:         "idmcp host add PROFILE --install HOST",
+		`mcp-test-client was refused 1 time in the last hour: profile "gem" does not exist`:        "idmcp host add PROFILE --install HOST",
 		`a host of profile zz was refused 1 time in the last hour: no credential presented`:        "idmcp host install PROFILE HOST --force",
 	}
 	got := 0
