@@ -3,6 +3,8 @@ package server
 import (
 	"encoding/json"
 
+	"github.com/mark3labs/mcp-go/mcp"
+
 	"github.com/idmcp/idmcp/auth"
 )
 
@@ -23,6 +25,10 @@ type frame struct {
 	// Token is the credential in the request's client capabilities, if any.
 	Token  string
 	Client auth.ClientInfo
+	// Version is the protocol version in _meta, if any.
+	Version string
+	// meta is the request's _meta, if any.
+	meta *mcp.Meta
 }
 
 type wireCaps struct {
@@ -41,11 +47,7 @@ type wireRequest struct {
 		Arguments    json.RawMessage `json:"arguments"`
 		Capabilities *wireCaps       `json:"capabilities"`
 		ClientInfo   *wireClientInfo `json:"clientInfo"`
-		Meta         struct {
-			ProtocolVersion    string          `json:"io.modelcontextprotocol/protocolVersion"`
-			ClientCapabilities *wireCaps       `json:"io.modelcontextprotocol/clientCapabilities"`
-			ClientInfo         *wireClientInfo `json:"io.modelcontextprotocol/clientInfo"`
-		} `json:"_meta"`
+		Meta         json.RawMessage `json:"_meta"`
 	} `json:"params"`
 }
 
@@ -58,17 +60,41 @@ const firstEra = "2026-07-28"
 func parseFrame(raw []byte) frame {
 	var w wireRequest
 	_ = json.Unmarshal(raw, &w)
+	return w.frame()
+}
+
+// frame is the gate's view of a decoded request.
+func (w *wireRequest) frame() frame {
 	f := frame{Method: w.Method}
 	if w.Method == "tools/call" {
 		f.Tool, f.Arguments = w.Params.Name, w.Params.Arguments
 	}
-	m := w.Params.Meta
-	// Versions are dates in YYYY-MM-DD form, so they compare as strings.
-	f.Modern = m.ProtocolVersion >= firstEra
 	caps := w.Params.Capabilities
 	info := w.Params.ClientInfo
+	if len(w.Params.Meta) > 0 {
+		// Decoded as mcp-go decodes it (a map, not a struct, whose field
+		// names would match keys in any letter case), so that the gate and
+		// mcp-go agree on the era of every request.
+		var m mcp.Meta
+		if json.Unmarshal(w.Params.Meta, &m) == nil {
+			f.meta = &m
+			f.Version = m.ProtocolVersion()
+		}
+	}
+	// Versions are dates in YYYY-MM-DD form, so they compare as strings.
+	f.Modern = f.Version >= firstEra
 	if f.Modern {
-		caps, info = m.ClientCapabilities, m.ClientInfo
+		caps, info = nil, nil
+		if c := f.meta.ClientCapabilities(); c != nil {
+			caps = &wireCaps{}
+			if t, ok := c.Experimental[AuthCapability]; ok {
+				b, _ := json.Marshal(t)
+				caps.Experimental = map[string]json.RawMessage{AuthCapability: b}
+			}
+		}
+		if i := f.meta.ClientInfo(); i != nil {
+			info = &wireClientInfo{Name: i.Name, Version: i.Version}
+		}
 	}
 	if caps != nil {
 		if c, ok := caps.Experimental[AuthCapability]; ok {
