@@ -7,10 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/idmcp/idmcp/sandbox"
+	"github.com/idmcp/idmcp/store/audit"
 	"github.com/idmcp/idmcp/store/doctor"
 	"github.com/idmcp/idmcp/store/hostconfig"
 )
@@ -44,8 +46,13 @@ func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	// The audit key, if any, so that the chain's keyed rows are checked.
+	var auditKey []byte
+	if ks, err := audit.LoadKey(ctx, auditKeyConfig(dir, false, os.Getenv("IDMCP_AUDIT_KEY_FILE"))); err == nil {
+		auditKey = ks.Key
+	}
 	rep, err := doctor.Run(ctx, doctor.Config{
-		DataDir: dir, Keyring: hostKeyring(), KeyringService: keyringService(), Hosts: env,
+		DataDir: dir, Keyring: hostKeyring(), KeyringService: keyringService(), Hosts: env, AuditKey: auditKey,
 		Sandbox: func() (string, bool) {
 			st := sandbox.Probe()
 			return strings.Replace(strings.TrimPrefix(st.String(), "sandbox: "), " (not applied)", "", 1), st.Files || st.Seccomp

@@ -96,6 +96,9 @@ type Config struct {
 	Now func() time.Time
 	// RefusalWindow is DefaultRefusalWindow when 0.
 	RefusalWindow time.Duration
+	// AuditKey is the data dir's audit key (nil when there is none yet): the
+	// chain's keyed rows are checked under it.
+	AuditKey []byte
 }
 
 // Validate checks the configuration.
@@ -278,8 +281,11 @@ func (d *doctor) auditChain(ctx context.Context) {
 		return
 	}
 	defer r.Close()
-	res, err := r.Verify(ctx)
+	res, err := r.VerifyWith(ctx, audit.VerifyOptions{Key: d.cfg.AuditKey})
 	switch {
+	case err == nil && res.LinksOnly > 0:
+		d.r.add(check, Warn, "run the server once with this data dir's keyring or --audit-key-file, or restore the key",
+			"%d keyed row(s) checked for their links only: the audit key was not found", res.LinksOnly)
 	case errors.Is(err, audit.ErrTampered):
 		d.r.add(check, Broken, "keep "+path+" as evidence (idmcp audit export), find who changed it, then move it aside to start a new chain",
 			"the hash chain is broken at row %d (%s): %s", res.BadID, res.Kind, res.Problem)
