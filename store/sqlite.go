@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	_ "modernc.org/sqlite" // pure-Go SQLite driver, keeps CGO_ENABLED=0.
 )
@@ -92,7 +93,7 @@ func OpenSQLite(ctx context.Context, path string, readOnly bool, sync Sync, migr
 	if !readOnly {
 		db.SetMaxOpenConns(1)
 	}
-	if err := db.PingContext(ctx); err != nil {
+	if err := pingRetry(ctx, db); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
@@ -161,4 +162,23 @@ func migrateOne(ctx context.Context, db *sql.DB, migrations fs.FS, name string, 
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
+}
+
+// pingRetry opens the first connection, retrying for up to 10 s while the
+// file is busy: several servers starting at once on a new data dir (a host
+// launching two entries) meet at its creation, and switching a new file to
+// WAL can answer SQLITE_BUSY at once, without SQLite's busy handler.
+func pingRetry(ctx context.Context, db *sql.DB) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		err := db.PingContext(ctx)
+		if err == nil || !strings.Contains(err.Error(), "SQLITE_BUSY") || time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
 }
