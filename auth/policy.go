@@ -97,6 +97,9 @@ type Policy struct {
 	// HTTP holds the [http] settings; nil when the file has none. The policy
 	// only parses them; the command line applies them.
 	HTTP *HTTPSettings
+	// Wrap holds the [wrap] settings for idmcp wrap; nil when the file has
+	// none (every tool of a wrapped server is then hidden).
+	Wrap *WrapPolicy
 	// Warnings are problems that do not stop the policy from working,
 	// formatted like errors ("file:line: key: reason").
 	Warnings []string
@@ -167,6 +170,7 @@ type policyFile struct {
 		AllowedOrigins []string `toml:"allowed_origins"`
 		TrustedProxies []string `toml:"trusted_proxies"`
 	} `toml:"http"`
+	Wrap *wrapFile `toml:"wrap"`
 }
 
 type grantFile struct {
@@ -290,6 +294,13 @@ func ParsePolicy(name string, data []byte) (*Policy, error) {
 		}
 		p.HTTP = &HTTPSettings{Addr: h.Addr, Issuer: h.Issuer, Resource: h.Resource, Audiences: slices.Clone(h.Audiences),
 			JWKSURL: h.JWKSURL, AllowedOrigins: slices.Clone(h.AllowedOrigins), TrustedProxies: slices.Clone(h.TrustedProxies)}
+	}
+	if pf.Wrap != nil {
+		w, err := p.parseWrap(pf.Wrap)
+		if err != nil {
+			return nil, err
+		}
+		p.Wrap = w
 	}
 	return p, nil
 }
