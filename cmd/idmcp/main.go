@@ -81,7 +81,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "wrap":
 		return cmdWrap(ctx, args[1:], stderr)
 	case wrapChildArg:
-		return cmdWrapChild(stderr)
+		return cmdWrapChild()
 	case "secret":
 		return cmdSecret(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "host":

@@ -8,8 +8,10 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -31,10 +33,9 @@ var _ relay.Auditor = (*audit.Log)(nil)
 const wrapChildArg = "__wrap-child"
 
 // cmdWrapChild is the helper: it confines itself and becomes CMD.
-func cmdWrapChild(stderr io.Writer) error {
+func cmdWrapChild() error {
 	err := sandbox.RunChild()
-	fmt.Fprintln(stderr, "idmcp wrap: the wrapped server was not started:", err)
-	return &exitError{code: 126, err: err, quiet: true}
+	return &exitError{code: 126, err: fmt.Errorf("wrap: the wrapped server was not started: %w", err)}
 }
 
 // cmdWrap implements `idmcp wrap [flags] -- CMD [ARGS…]`.
@@ -61,6 +62,12 @@ func cmdWrap(ctx context.Context, args []string, stderr io.Writer) error {
 		fs.Usage()
 		return &exitError{code: 2, err: errors.New("wrap: no command given after --")}
 	}
+	// A host that closes idmcp's stderr (mcp-go's client does, before it
+	// waits for the process) must not kill it with SIGPIPE before the
+	// child is stopped and the last audit rows are written: writes then
+	// fail with EPIPE instead. Notify, not Ignore: an ignored signal would
+	// stay ignored in the child.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	envToken := os.Getenv("IDMCP_TOKEN")
 	sharedSecret := os.Getenv("IDMCP_SHARED_SECRET")
 	_ = os.Unsetenv("IDMCP_TOKEN")
@@ -190,8 +197,7 @@ func cmdWrap(ctx context.Context, args []string, stderr io.Writer) error {
 		logger.Error("audit stop row", "err", aerr)
 	}
 	if err != nil {
-		logger.Error("session ended", "err", err)
-		return &exitError{code: 1, err: err, quiet: true}
+		return &exitError{code: 1, err: fmt.Errorf("wrap: %w", err)}
 	}
 	return nil
 }
@@ -262,16 +268,11 @@ func wrapSpec(mode sandbox.Mode, dataDir, tmp string, rules *auth.WrapPolicy, en
 	if rules != nil {
 		sb = rules.Sandbox
 	}
-	if sb.Read != nil {
-		s.Read = sb.Read
-	}
-	if sb.Write != nil {
-		s.Write = sb.Write
-	}
-	if sb.Exec != nil {
-		s.Exec = sb.Exec
-	}
-	s.Write = append(append([]string{}, s.Write...), tmp)
+	// The policy's lists add to the defaults, which hold nothing private.
+	s.Read = append(slices.Clone(s.Read), sb.Read...)
+	s.Write = append(slices.Clone(s.Write), sb.Write...)
+	s.Exec = append(slices.Clone(s.Exec), sb.Exec...)
+	s.Write = append(s.Write, tmp)
 	for _, c := range sb.Connect {
 		_, port, _ := net.SplitHostPort(c)
 		n, _ := strconv.ParseUint(port, 10, 16)

@@ -218,7 +218,6 @@ func (c *child) readLoop(p *auth.Principal) {
 	left := c.pending
 	c.pending, c.byHost = map[int64]*pending{}, map[string]int64{}
 	c.mu.Unlock()
-	close(c.exitedCh)
 
 	ev := r.event(p, EventChildExit)
 	ev.Tool, ev.Decision, ev.Reason = r.cfg.Command, audit.Allow, fmt.Sprintf("pid %d: %s; %d request(s) in flight", c.proc.Pid, c.exitText(), len(left))
@@ -227,10 +226,8 @@ func (c *child) readLoop(p *auth.Principal) {
 		ev.Outcome = audit.Failed
 	}
 	_ = r.record(context.Background(), ev)
+	close(c.exitedCh) // after the row: shutdown waits for it
 	r.log.Info("wrapped server exited", "pid", c.proc.Pid, "status", c.exitText(), "in_flight", len(left))
-	for _, pd := range left {
-		pd.done(nil)
-	}
 	r.mu.Lock()
 	if r.child == c && r.dead == nil && r.restarts >= r.cfg.Restart {
 		r.dead = fmt.Errorf("%w (%s)", ErrChildGone, c.exitText())
@@ -240,6 +237,9 @@ func (c *child) readLoop(p *auth.Principal) {
 		close(r.done)
 	}
 	r.mu.Unlock()
+	for _, pd := range left {
+		pd.done(nil)
+	}
 }
 
 // kill ends a child that failed to start properly.

@@ -237,6 +237,11 @@ loop:
 			break loop
 		}
 	}
+	r.mu.Lock()
+	if r.dead != nil {
+		err = r.dead // the child ended the session, whatever the host did next
+	}
+	r.mu.Unlock()
 	r.stop()
 	if errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) {
 		return nil

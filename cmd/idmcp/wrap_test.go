@@ -1,0 +1,436 @@
+package main_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
+	"github.com/mark3labs/mcp-go/mcp"
+)
+
+// wrapdemoBin is examples/wrapdemo, built once next to the idmcp binary.
+var (
+	wrapdemoOnce sync.Once
+	wrapdemoBin  string
+	wrapdemoErr  error
+)
+
+func wrapdemo(t *testing.T) string {
+	t.Helper()
+	wrapdemoOnce.Do(func() {
+		wrapdemoBin = filepath.Join(filepath.Dir(binPath), "wrapdemo")
+		cmd := exec.Command("go", "build", "-o", wrapdemoBin, "../../examples/wrapdemo")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			wrapdemoErr = err
+			t.Logf("%s", out)
+		}
+	})
+	if wrapdemoErr != nil {
+		t.Fatalf("build wrapdemo: %v", wrapdemoErr)
+	}
+	return wrapdemoBin
+}
+
+// everythingJS is @modelcontextprotocol/server-everything's entry point as
+// scripts/wrap/setup installs it; the test fails when IDMCP_TEST_WRAP=1 (CI)
+// and it is missing, and skips otherwise.
+func everythingJS(t *testing.T) (node, js string) {
+	t.Helper()
+	js, _ = filepath.Abs("../../scripts/wrap/node_modules/@modelcontextprotocol/server-everything/dist/index.js")
+	node, err := exec.LookPath("node")
+	if _, serr := os.Stat(js); err != nil || serr != nil {
+		if os.Getenv("IDMCP_TEST_WRAP") == "1" {
+			t.Fatalf("wrap harness missing (run scripts/wrap/setup): node %v, %s: %v", err, js, serr)
+		}
+		t.Skip("wrap harness not installed (scripts/wrap/setup)")
+	}
+	return node, js
+}
+
+// wrapSession is `idmcp wrap` driven by the mcp-go client over its own
+// stdio transport (a real subprocess over pipes).
+type wrapSession struct {
+	c   *client.Client
+	cmd *exec.Cmd
+	tr  *transport.Stdio
+}
+
+// startWrap starts idmcp wrap with args (flags, "--", CMD…) and
+// initializes a client presenting token. legacy pins 2025-11-25; else the
+// client negotiates 2026-07-28 through server/discover.
+func startWrap(t *testing.T, dataDir, token string, legacy bool, env []string, args ...string) (*wrapSession, error) {
+	t.Helper()
+	s := &wrapSession{}
+	fullEnv := cleanEnv(append([]string{"IDMCP_SHARED_SECRET=" + token}, env...)...)
+	s.tr = transport.NewStdioWithOptions(binPath, nil, append([]string{"wrap", "--data-dir", dataDir}, args...),
+		transport.WithCommandFunc(func(ctx context.Context, command string, _ []string, args []string) (*exec.Cmd, error) {
+			cmd := exec.CommandContext(ctx, command, args...)
+			cmd.Env = fullEnv
+			s.cmd = cmd
+			return cmd, nil
+		}))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	if err := s.tr.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	opts := []client.ClientOption{client.WithClientCapabilities(mcp.ClientCapabilities{
+		Experimental: map[string]any{"io.idmcp/auth": map[string]any{"token": token}},
+	})}
+	if legacy {
+		opts = append(opts, client.WithLegacyProtocolOnly())
+	}
+	s.c = client.NewClient(s.tr, opts...)
+	t.Cleanup(func() { _ = s.c.Close() })
+	if err := s.c.Start(ctx); err != nil { // installs the notification handler
+		t.Fatal(err)
+	}
+	init := mcp.InitializeRequest{}
+	init.Params.ClientInfo = mcp.Implementation{Name: "idmcp-wrap-test", Version: "1"}
+	res, err := s.c.Initialize(ctx, init)
+	if err != nil {
+		return s, err
+	}
+	if !legacy && res.ProtocolVersion != modernVersion {
+		t.Fatalf("negotiated %s, want %s", res.ProtocolVersion, modernVersion)
+	}
+	return s, nil
+}
+
+func mustWrap(t *testing.T, dataDir, token string, legacy bool, env []string, args ...string) *wrapSession {
+	t.Helper()
+	s, err := startWrap(t, dataDir, token, legacy, env, args...)
+	if err != nil {
+		_ = s.c.Close()
+		t.Fatalf("initialize through idmcp wrap: %v\nstderr:\n%s", err, s.stderr())
+	}
+	return s
+}
+
+// stderr returns what idmcp (and the child) wrote to stderr; call it
+// after the client is closed.
+func (s *wrapSession) stderr() string {
+	b, _ := io.ReadAll(io.LimitReader(s.tr.Stderr(), 64<<10))
+	return string(b)
+}
+
+// exit closes the client (stdin of idmcp) and returns idmcp's exit code;
+// the transport waits for the process.
+func (s *wrapSession) exit(t *testing.T) int {
+	t.Helper()
+	_ = s.c.Close()
+	if s.cmd.ProcessState == nil {
+		t.Fatal("idmcp wrap still running after the client closed")
+	}
+	return s.cmd.ProcessState.ExitCode()
+}
+
+func (s *wrapSession) tools(t *testing.T) []string {
+	t.Helper()
+	lt, err := s.c.ListTools(context.Background(), mcp.ListToolsRequest{})
+	if err != nil {
+		t.Fatalf("tools/list: %v", err)
+	}
+	var names []string
+	for _, tl := range lt.Tools {
+		names = append(names, tl.Name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// call returns the text of a tool result, whether it is an error result,
+// and the JSON-RPC error (a refusal).
+func (s *wrapSession) call(t *testing.T, name string, args map[string]any) (string, bool, error) {
+	t.Helper()
+	req := mcp.CallToolRequest{}
+	req.Params.Name, req.Params.Arguments = name, args
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := s.c.CallTool(ctx, req)
+	if err != nil {
+		return "", false, err
+	}
+	var text []string
+	for _, c := range res.Content {
+		if tc, ok := c.(mcp.TextContent); ok {
+			text = append(text, tc.Text)
+		}
+	}
+	return strings.Join(text, "\n"), res.IsError, nil
+}
+
+// rowsOf returns the audit rows of one event kind (and tool, when given).
+func rowsOf(rows []map[string]any, event, tool string) []map[string]any {
+	var out []map[string]any
+	for _, r := range rows {
+		if r["event"] == event && (tool == "" || r["tool"] == tool) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func wrapdemoPolicy(extra string) string {
+	return `[wrap.tools]
+echo = { scopes = ["demo:read"] }
+calls = {}
+upgrade = { scopes = ["demo:admin"] }
+crash = {}
+read_file = { scopes = ["demo:read"] }
+"write_*" = { scopes = ["demo:write"] }
+` + extra
+}
+
+func TestWrap_Everything(t *testing.T) {
+	node, js := everythingJS(t)
+	pkg := filepath.Dir(filepath.Dir(filepath.Dir(filepath.Dir(js)))) // node_modules
+	for _, era := range []struct {
+		name   string
+		legacy bool
+	}{{"Legacy", true}, {"Modern", false}} {
+		t.Run(era.name, func(t *testing.T) {
+			dataDir := t.TempDir()
+			tok := addSharedProfile(t, dataDir, "host", "ev:read", "")
+			pol := writePolicy(t, `
+[wrap.tools]
+echo = { scopes = ["ev:read"] }
+get-env = { scopes = ["ev:read"] }
+get-sum = { scopes = ["ev:math"] }
+[wrap.sandbox]
+read = ["`+pkg+`"]
+[wrap.env]
+WRAP_GREETING = "hello from the policy"
+`)
+			s := mustWrap(t, dataDir, tok, era.legacy, nil, "--profile", "host", "--policy", pol, "--", node, js)
+			if got, want := s.tools(t), []string{"echo", "get-env"}; !slices.Equal(got, want) {
+				t.Fatalf("tools/list = %v, want %v (get-sum needs ev:math, the rest is not named)", got, want)
+			}
+			text, isErr, err := s.call(t, "echo", map[string]any{"message": "hi there"})
+			if err != nil || isErr || !strings.Contains(text, "hi there") {
+				t.Fatalf("echo = %q, %v, %v", text, isErr, err)
+			}
+			if _, _, err := s.call(t, "get-sum", map[string]any{"a": 1, "b": 2}); err == nil || !strings.Contains(err.Error(), "requires scope ev:math") {
+				t.Fatalf("get-sum without ev:math: err = %v, want a refusal naming the scope", err)
+			}
+			if _, _, err := s.call(t, "get-tiny-image", nil); err == nil || !strings.Contains(err.Error(), "tool not found") {
+				t.Fatalf("get-tiny-image (not named): err = %v, want tool not found", err)
+			}
+			// The child's environment is the minimal one, plus the policy's.
+			text, isErr, err = s.call(t, "get-env", map[string]any{})
+			if err != nil || isErr {
+				t.Fatalf("get-env: %v %v %s", err, isErr, text)
+			}
+			var env map[string]string
+			if err := json.Unmarshal([]byte(text), &env); err != nil {
+				t.Fatalf("get-env result %q: %v", text, err)
+			}
+			var keys []string
+			for k := range env {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			if want := []string{"HOME", "LANG", "PATH", "TMPDIR", "WRAP_GREETING"}; !slices.Equal(keys, want) {
+				t.Errorf("child environment has %v, want exactly %v", keys, want)
+			}
+			if env["WRAP_GREETING"] != "hello from the policy" || !strings.HasPrefix(env["HOME"], os.TempDir()) {
+				t.Errorf("child environment = %v", env)
+			}
+			if code := s.exit(t); code != 0 {
+				t.Errorf("idmcp wrap exit %d after EOF", code)
+			}
+
+			rows := auditRows(t, dataDir)
+			if n := len(rowsOf(rows, "wrap/child-start", "")); n != 1 {
+				t.Errorf("%d child-start rows, want 1", n)
+			}
+			deny := rowsOf(rows, "tools/call", "get-sum")
+			if len(deny) != 1 || deny[0]["decision"] != "deny" || !strings.Contains(deny[0]["reason"].(string), "missing scope ev:math") {
+				t.Errorf("get-sum rows = %v, want one deny row (and no allow row: it never reached the child)", deny)
+			}
+			echo := rowsOf(rows, "tools/call", "echo")
+			if len(echo) != 2 || echo[0]["outcome"] != "started" || echo[1]["outcome"] != "ok" || echo[1]["result_sha256"] == "" {
+				t.Errorf("echo rows = %v, want an intent row then an ok row with the result's hash", echo)
+			}
+			if l := rowsOf(rows, "tools/list", ""); len(l) != 1 || !strings.Contains(l[0]["reason"].(string), "2 of ") {
+				t.Errorf("tools/list rows = %v", l)
+			}
+			if x := rowsOf(rows, "wrap/child-exit", ""); len(x) != 1 {
+				t.Errorf("child-exit rows = %v, want 1", x)
+			}
+		})
+	}
+}
+
+func TestWrap_RefusedCallNeverReachesChild(t *testing.T) {
+	dataDir := t.TempDir()
+	tok := addSharedProfile(t, dataDir, "host", "demo:read", "")
+	pol := writePolicy(t, wrapdemoPolicy(""))
+	s := mustWrap(t, dataDir, tok, true, nil, "--profile", "host", "--policy", pol, "--", wrapdemo(t))
+	if got, want := s.tools(t), []string{"calls", "crash", "echo", "read_file"}; !slices.Equal(got, want) {
+		t.Fatalf("tools/list = %v, want %v", got, want)
+	}
+	if _, _, err := s.call(t, "upgrade", nil); err == nil || !strings.Contains(err.Error(), "requires scope demo:admin") {
+		t.Fatalf("upgrade without demo:admin: %v", err)
+	}
+	if _, _, err := s.call(t, "echo", map[string]any{"message": "x"}); err != nil {
+		t.Fatal(err)
+	}
+	text, _, err := s.call(t, "calls", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The child counted the echo and never saw the refused upgrade.
+	if text != `{"echo":1}` {
+		t.Errorf("calls the child received = %s, want {\"echo\":1}", text)
+	}
+}
+
+func TestWrap_NewToolHiddenUntilNamed(t *testing.T) {
+	bin := wrapdemo(t)
+	dataDir := t.TempDir()
+	tok := addSharedProfile(t, dataDir, "host", "demo:read demo:admin", "")
+	pol := writePolicy(t, wrapdemoPolicy(""))
+	t.Run("UpdateAtRuntime", func(t *testing.T) {
+		s := mustWrap(t, dataDir, tok, true, nil, "--profile", "host", "--policy", pol, "--", bin)
+		changed := make(chan struct{}, 4)
+		s.c.OnNotification(func(n mcp.JSONRPCNotification) {
+			if n.Method == "notifications/tools/list_changed" {
+				changed <- struct{}{}
+			}
+		})
+		before := s.tools(t)
+		if _, _, err := s.call(t, "upgrade", nil); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-changed:
+		case <-time.After(20 * time.Second):
+			t.Fatal("no notifications/tools/list_changed relayed")
+		}
+		if after := s.tools(t); !slices.Equal(before, after) || slices.Contains(after, "delete_everything") {
+			t.Errorf("after the update tools/list = %v, want unchanged %v", after, before)
+		}
+		if _, _, err := s.call(t, "delete_everything", nil); err == nil || !strings.Contains(err.Error(), "tool not found") {
+			t.Errorf("delete_everything: %v, want tool not found", err)
+		}
+		text, _, _ := s.call(t, "calls", nil)
+		if strings.Contains(text, "delete_everything") {
+			t.Errorf("child received delete_everything: %s", text)
+		}
+	})
+	t.Run("NamedByPolicy", func(t *testing.T) {
+		pol2 := writePolicy(t, wrapdemoPolicy(`delete_everything = { scopes = ["demo:admin"] }
+[wrap.env]
+WRAPDEMO_V2 = "1"
+`))
+		s := mustWrap(t, dataDir, tok, false, nil, "--profile", "host", "--policy", pol2, "--", bin)
+		if !slices.Contains(s.tools(t), "delete_everything") {
+			t.Fatal("delete_everything not listed once the policy names it")
+		}
+		if text, isErr, err := s.call(t, "delete_everything", nil); err != nil || isErr || !strings.Contains(text, "deleted") {
+			t.Fatalf("delete_everything = %q %v %v", text, isErr, err)
+		}
+	})
+}
+
+func TestWrap_Unauthenticated(t *testing.T) {
+	dataDir := t.TempDir()
+	tok := addSharedProfile(t, dataDir, "host", "demo:read", "")
+	pol := writePolicy(t, wrapdemoPolicy(""))
+	for _, legacy := range []bool{true, false} {
+		s, err := startWrap(t, dataDir, tok[:len(tok)-2]+"xx", legacy, []string{"IDMCP_SHARED_SECRET=" + tok}, "--profile", "host", "--policy", pol, "--", wrapdemo(t))
+		if err == nil {
+			t.Fatal("initialize with a wrong token succeeded")
+		}
+		if !strings.Contains(err.Error(), "authentication failed") {
+			t.Errorf("error %v, want authentication failed", err)
+		}
+		_ = s.c.Close()
+	}
+	rows := auditRows(t, dataDir)
+	if n := len(rowsOf(rows, "wrap/child-start", "")); n != 0 {
+		t.Errorf("%d child-start rows: the child was started for an unauthenticated host", n)
+	}
+	if n := len(rowsOf(rows, "auth", "")); n == 0 {
+		t.Error("no auth deny rows")
+	}
+}
+
+func TestWrap_SandboxKeepsChildInside(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the child sandbox is Linux-only")
+	}
+	dataDir := t.TempDir()
+	granted := t.TempDir()
+	if err := os.WriteFile(filepath.Join(granted, "ok.txt"), []byte("granted content"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	outside := filepath.Join(t.TempDir(), "secret.txt")
+	if err := os.WriteFile(outside, []byte("not for the child"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tok := addSharedProfile(t, dataDir, "host", "demo:read", "")
+	pol := writePolicy(t, wrapdemoPolicy(`
+[wrap.sandbox]
+read = ["`+granted+`"]
+`))
+	s := mustWrap(t, dataDir, tok, true, nil, "--profile", "host", "--policy", pol, "--", wrapdemo(t))
+	if text, isErr, err := s.call(t, "read_file", map[string]any{"path": filepath.Join(granted, "ok.txt")}); err != nil || isErr || text != "granted content" {
+		t.Fatalf("read granted file = %q %v %v", text, isErr, err)
+	}
+	for _, p := range []string{outside, filepath.Join(dataDir, "audit.db"), "/etc/passwd", "/proc/1/environ"} {
+		text, isErr, err := s.call(t, "read_file", map[string]any{"path": p})
+		if err != nil || !isErr || !strings.Contains(text, "permission denied") {
+			t.Errorf("read %s = %q (isError %v, err %v), want EACCES from the kernel", p, text, isErr, err)
+		}
+	}
+	s.exit(t)
+	rows := rowsOf(auditRows(t, dataDir), "tools/call", "read_file")
+	var failed int
+	for _, r := range rows {
+		if r["outcome"] == "error" && strings.Contains(r["reason"].(string), "tool error") {
+			failed++
+		}
+	}
+	if failed != 4 {
+		t.Errorf("%d read_file rows with a tool error, want 4: %v", failed, rows)
+	}
+}
+
+func TestWrap_ChildExit(t *testing.T) {
+	dataDir := t.TempDir()
+	tok := addSharedProfile(t, dataDir, "host", "demo:read", "")
+	pol := writePolicy(t, wrapdemoPolicy(""))
+	s := mustWrap(t, dataDir, tok, true, nil, "--profile", "host", "--policy", pol, "--", wrapdemo(t))
+	_, _, err := s.call(t, "crash", nil)
+	if err == nil || !strings.Contains(err.Error(), "exit status 3") {
+		t.Fatalf("crash: %v, want an error naming exit status 3", err)
+	}
+	if code := s.exit(t); code != 1 {
+		t.Errorf("idmcp wrap exit %d, want 1 (the session ends with the child)\n%s", code, s.stderr())
+	}
+	rows := auditRows(t, dataDir)
+	x := rowsOf(rows, "wrap/child-exit", "")
+	if len(x) != 1 || !strings.Contains(x[0]["reason"].(string), "exit status 3") || x[0]["outcome"] != "error" {
+		t.Errorf("child-exit rows = %v", x)
+	}
+	c := rowsOf(rows, "tools/call", "crash")
+	if len(c) != 2 || c[1]["outcome"] != "error" || !strings.Contains(c[1]["reason"].(string), "exit status 3") {
+		t.Errorf("crash rows = %v, want intent + an error outcome naming the exit", c)
+	}
+}
