@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/BurntSushi/toml"
 )
@@ -69,7 +70,6 @@ const MaxWrapRestart = 10
 
 var (
 	envNameRE      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
-	wrapPatternRE  = regexp.MustCompile(`^[A-Za-z0-9_.*/:@-]{1,128}$`)
 	secretNameRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 	wrapMethodRE   = regexp.MustCompile(`^[A-Za-z0-9_./-]{1,128}$`)
 	reservedEnvVar = []string{"PATH", "HOME", "LANG"}
@@ -108,8 +108,8 @@ func (p *Policy) parseWrap(wf *wrapFile) (*WrapPolicy, error) {
 			switch {
 			case l.uris && (name == "" || len(name) > 2048 || strings.ContainsFunc(name, func(r rune) bool { return r <= ' ' })):
 				return nil, p.errorf(key, "a resource rule is a URI prefix without spaces (\"file:///data/\", \"\" is not allowed; use the scheme, e.g. \"demo://\")")
-			case !l.uris && !wrapPatternRE.MatchString(name):
-				return nil, p.errorf(key, "a %s rule is a name or a pattern with '*' (letters, digits, _ . / : @ -)", strings.TrimSuffix(l.key, "s"))
+			case !l.uris && (name == "" || len(name) > 128 || strings.ContainsFunc(name, func(r rune) bool { return !unicode.IsPrint(r) })):
+				return nil, p.errorf(key, "a %s rule is a name or a pattern with '*': 1-128 printable characters", strings.TrimSuffix(l.key, "s"))
 			}
 			if err := p.checkGrant(key, grantFile{Scopes: r.Scopes, Roles: r.Roles}); err != nil {
 				return nil, err

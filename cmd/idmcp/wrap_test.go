@@ -434,3 +434,116 @@ func TestWrap_ChildExit(t *testing.T) {
 		t.Errorf("crash rows = %v, want intent + an error outcome naming the exit", c)
 	}
 }
+
+// TestWrap_FilesystemServerStaysInside gives server-filesystem a broad
+// directory; the policy grants only one folder inside it, and the kernel
+// holds the server to that even though its own arguments allow more.
+func TestWrap_FilesystemServerStaysInside(t *testing.T) {
+	node, js := everythingJS(t)
+	modules := filepath.Dir(filepath.Dir(filepath.Dir(filepath.Dir(js))))
+	fsJS := filepath.Join(modules, "@modelcontextprotocol", "server-filesystem", "dist", "index.js")
+	if runtime.GOOS != "linux" {
+		t.Skip("the child sandbox is Linux-only")
+	}
+	broad := t.TempDir()
+	granted := filepath.Join(broad, "granted")
+	private := filepath.Join(broad, "private")
+	for _, d := range []string{granted, private} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// new.txt exists: server-filesystem lists every directory from its
+	// allowed one down to a file that does not exist yet (Unicode path
+	// matching), which needs a read grant on broad itself.
+	for name, content := range map[string]string{"notes.txt": "granted notes", "new.txt": ""} {
+		if err := os.WriteFile(filepath.Join(granted, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(private, "secret.txt"), []byte("private data"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dataDir := t.TempDir()
+	tok := addSharedProfile(t, dataDir, "host", "fs:read fs:write", "")
+	pol := writePolicy(t, `
+[wrap.tools]
+"read_*" = { scopes = ["fs:read"] }
+list_allowed_directories = {}
+write_file = { scopes = ["fs:write"] }
+move_file = { deny = true }
+[wrap.sandbox]
+read = ["`+modules+`"]
+write = ["`+granted+`"]
+`)
+	s := mustWrap(t, dataDir, tok, true, nil, "--profile", "host", "--policy", pol, "--", node, fsJS, broad)
+	tools := s.tools(t)
+	if slices.Contains(tools, "move_file") || slices.Contains(tools, "directory_tree") || !slices.Contains(tools, "read_text_file") {
+		t.Errorf("tools/list = %v: want read_* and write_file, no move_file (denied) or directory_tree (not named)", tools)
+	}
+	if text, isErr, err := s.call(t, "read_text_file", map[string]any{"path": filepath.Join(granted, "notes.txt")}); err != nil || isErr || !strings.Contains(text, "granted notes") {
+		t.Fatalf("read inside the grant = %q %v %v", text, isErr, err)
+	}
+	if text, isErr, err := s.call(t, "write_file", map[string]any{"path": filepath.Join(granted, "new.txt"), "content": "written"}); err != nil || isErr {
+		t.Fatalf("write inside the grant = %q %v %v", text, isErr, err)
+	}
+	// The server's own argument allows broad; the kernel does not.
+	text, isErr, err := s.call(t, "read_text_file", map[string]any{"path": filepath.Join(private, "secret.txt")})
+	if err != nil || !isErr || !strings.Contains(text, "EACCES") || strings.Contains(text, "private data") {
+		t.Fatalf("read outside the grant = %q (isError %v, err %v), want EACCES as a tool error", text, isErr, err)
+	}
+	if _, isErr, _ := s.call(t, "write_file", map[string]any{"path": filepath.Join(private, "x.txt"), "content": "x"}); !isErr {
+		t.Error("write outside the grant succeeded")
+	}
+	if _, err := os.Stat(filepath.Join(private, "x.txt")); err == nil {
+		t.Error("the child created a file outside its grant")
+	}
+	s.exit(t)
+	var sawEACCES bool
+	for _, r := range rowsOf(auditRows(t, dataDir), "tools/call", "read_text_file") {
+		if r["outcome"] == "error" && strings.Contains(r["arguments"].(string), "secret.txt") {
+			sawEACCES = true
+		}
+	}
+	if !sawEACCES {
+		t.Error("no audit row records the refused read as an error outcome")
+	}
+}
+
+// TestWrap_GoSDKEverything wraps a server from another SDK and runtime (a
+// static Go binary built from the module proxy by scripts/wrap/setup) with
+// the default sandbox rules.
+func TestWrap_GoSDKEverything(t *testing.T) {
+	bin, _ := filepath.Abs("../../scripts/wrap/bin/go-sdk-everything")
+	if _, err := os.Stat(bin); err != nil {
+		if os.Getenv("IDMCP_TEST_WRAP") == "1" {
+			t.Fatalf("go-sdk everything missing (run scripts/wrap/setup): %v", err)
+		}
+		t.Skip("go-sdk everything not built (scripts/wrap/setup)")
+	}
+	dataDir := t.TempDir()
+	tok := addSharedProfile(t, dataDir, "host", "sdk:use", "")
+	pol := writePolicy(t, `
+[wrap.tools]
+greet = { scopes = ["sdk:use"] }
+"*" = { scopes = ["sdk:everything"] }
+[wrap.prompts]
+greet = {}
+`)
+	for _, legacy := range []bool{true, false} {
+		s := mustWrap(t, dataDir, tok, legacy, nil, "--profile", "host", "--policy", pol, "--", bin)
+		if got := s.tools(t); !slices.Equal(got, []string{"greet"}) {
+			t.Errorf("tools/list = %v, want [greet] (the rest needs sdk:everything)", got)
+		}
+		if text, isErr, err := s.call(t, "greet", map[string]any{"name": "wrap"}); err != nil || isErr || !strings.Contains(text, "wrap") {
+			t.Errorf("greet = %q %v %v", text, isErr, err)
+		}
+		pl, err := s.c.ListPrompts(context.Background(), mcp.ListPromptsRequest{})
+		if err != nil || len(pl.Prompts) != 1 || pl.Prompts[0].Name != "greet" {
+			t.Errorf("prompts/list = %+v, %v; want only greet", pl, err)
+		}
+		if code := s.exit(t); code != 0 {
+			t.Errorf("exit %d", code)
+		}
+	}
+}
