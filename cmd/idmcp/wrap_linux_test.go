@@ -4,6 +4,9 @@ package main_test
 
 import (
 	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -36,5 +39,56 @@ func TestWrap_HostEOFEndsChild(t *testing.T) {
 			t.Fatalf("child %d still alive after idmcp exited", pid)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestWrap_SandboxNetwork: the child reaches only the TCP ports
+// [wrap.sandbox] connect names, and no unix socket (the keyring's D-Bus
+// bus is one).
+func TestWrap_SandboxNetwork(t *testing.T) {
+	allowed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer allowed.Close()
+	other, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	sock := filepath.Join(t.TempDir(), "bus.sock")
+	ul, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ul.Close()
+	for _, l := range []net.Listener{allowed, other, ul} {
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+	}
+	dataDir := t.TempDir()
+	tok := addSharedProfile(t, dataDir, "host", "demo:read", "")
+	pol := writePolicy(t, wrapdemoPolicy(`connect = {}
+[wrap.sandbox]
+connect = ["`+allowed.Addr().String()+`"]
+read = ["`+filepath.Dir(sock)+`"]
+`))
+	s := mustWrap(t, dataDir, tok, true, nil, "--profile", "host", "--policy", pol, "--", wrapdemo(t))
+	for _, tc := range []struct{ addr, want string }{
+		{"tcp:" + allowed.Addr().String(), "connected"},
+		{"tcp:" + other.Addr().String(), "permission denied"},
+		{"unix:" + sock, "operation not permitted"},
+	} {
+		text, _, err := s.call(t, "connect", map[string]any{"address": tc.addr})
+		if err != nil || !strings.Contains(text, tc.want) {
+			t.Errorf("connect %s = %q, %v; want %q", tc.addr, text, err, tc.want)
+		}
 	}
 }

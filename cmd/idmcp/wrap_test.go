@@ -547,3 +547,57 @@ greet = {}
 		}
 	}
 }
+
+// TestKeyring_WrapEnvSecret: `idmcp secret set` puts a secret in the real
+// Secret Service; [wrap.env] hands it to the child's environment only, and
+// it never appears in an audit row or in idmcp's stderr. Runs where
+// TestKeyring_HostLifecycle runs (scripts/ci's keyring step).
+func TestKeyring_WrapEnvSecret(t *testing.T) {
+	if os.Getenv("IDMCP_TEST_KEYRING") != "1" {
+		t.Skip("set IDMCP_TEST_KEYRING=1 under a Secret Service session (scripts/ci does) to run the keyring tests")
+	}
+	node, js := everythingJS(t)
+	modules := filepath.Dir(filepath.Dir(filepath.Dir(filepath.Dir(js))))
+	const secret = "ghp_wrapTestSecret0123456789abcdefABCDEF"
+	set := exec.Command(binPath, "secret", "set", "wraptest-gh")
+	set.Env = cleanEnv()
+	set.Stdin = strings.NewReader(secret + "\n")
+	if out, err := set.CombinedOutput(); err != nil || strings.Contains(string(out), secret) {
+		t.Fatalf("secret set: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command(binPath, "secret", "remove", "wraptest-gh").Run() })
+	if lookup, err := exec.Command("secret-tool", "lookup", "service", "idmcp-secrets", "username", "wraptest-gh").Output(); err != nil || strings.TrimSpace(string(lookup)) != secret {
+		t.Fatalf("secret-tool lookup: %v", err)
+	}
+	dataDir := t.TempDir()
+	tok := addSharedProfile(t, dataDir, "host", "ev:read", "")
+	pol := writePolicy(t, `
+[wrap.tools]
+echo = { scopes = ["ev:read"] }
+get-env = { scopes = ["ev:read"] }
+[wrap.sandbox]
+read = ["`+modules+`"]
+[wrap.env]
+GITHUB_TOKEN = { keyring = "wraptest-gh" }
+`)
+	s := mustWrap(t, dataDir, tok, true, nil, "--profile", "host", "--policy", pol, "--", node, js)
+	text, _, err := s.call(t, "get-env", map[string]any{})
+	if err != nil || !strings.Contains(text, `"GITHUB_TOKEN": "`+secret+`"`) {
+		t.Fatalf("the child did not get the secret: %v %q", err, text)
+	}
+	// A model that echoes the secret back: the row keeps the call, not the secret.
+	if _, _, err := s.call(t, "echo", map[string]any{"message": "token is " + secret}); err != nil {
+		t.Fatal(err)
+	}
+	s.exit(t)
+	if errOut := s.stderr(); strings.Contains(errOut, secret) {
+		t.Error("the secret reached idmcp's stderr")
+	}
+	export := mustIdmcp(t, nil, "audit", "export", "--format", "jsonl", "--data-dir", dataDir)
+	if strings.Contains(export, secret) {
+		t.Error("the secret is in the audit log")
+	}
+	if !strings.Contains(export, "token is ") {
+		t.Error("the echo call's arguments are not in the audit log at all")
+	}
+}

@@ -4,6 +4,8 @@
 //   - echo: returns its message;
 //   - read_file: returns a file's first bytes, or the error the kernel gave
 //     (how a sandbox refusal looks from inside the wrapped server);
+//   - connect: dials "tcp:HOST:PORT" or "unix:PATH" and says what happened
+//     (how a network refusal looks from inside);
 //   - calls: how many tools/call requests of each tool reached this process
 //     (so a test can prove a refused call never arrived);
 //   - upgrade: adds the tool delete_everything, as an update of a server
@@ -19,8 +21,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
@@ -53,6 +58,17 @@ func main() {
 				return mcp.NewToolResultError(err.Error()), nil
 			}
 			return mcp.NewToolResultText(string(b)), nil
+		})
+	s.AddTool(mcp.NewTool("connect", mcp.WithDescription("Dial tcp:HOST:PORT or unix:PATH."), mcp.WithString("address", mcp.Required())),
+		func(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			count("connect")
+			network, addr, _ := strings.Cut(req.GetString("address", ""), ":")
+			c, err := net.DialTimeout(network, addr, 5*time.Second)
+			if err != nil {
+				return mcp.NewToolResultError(err.Error()), nil
+			}
+			c.Close()
+			return mcp.NewToolResultText("connected"), nil
 		})
 	s.AddTool(mcp.NewTool("calls", mcp.WithDescription("Count the tool calls that reached this server.")),
 		func(_ context.Context, _ mcp.CallToolRequest) (*mcp.CallToolResult, error) {
