@@ -3,6 +3,7 @@ package main_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -74,6 +76,12 @@ type wrapSession struct {
 // client negotiates 2026-07-28 through server/discover.
 func startWrap(t *testing.T, dataDir, token string, legacy bool, env []string, args ...string) (*wrapSession, error) {
 	t.Helper()
+	return startWrapWith(t, nil, dataDir, token, legacy, env, args...)
+}
+
+// startWrapWith is startWrap with extra client options (a sampling handler).
+func startWrapWith(t *testing.T, extra []client.ClientOption, dataDir, token string, legacy bool, env []string, args ...string) (*wrapSession, error) {
+	t.Helper()
 	s := &wrapSession{}
 	fullEnv := cleanEnv(append([]string{"IDMCP_SHARED_SECRET=" + token}, env...)...)
 	s.tr = transport.NewStdioWithOptions(binPath, nil, append([]string{"wrap", "--data-dir", dataDir}, args...),
@@ -94,6 +102,7 @@ func startWrap(t *testing.T, dataDir, token string, legacy bool, env []string, a
 	if legacy {
 		opts = append(opts, client.WithLegacyProtocolOnly())
 	}
+	opts = append(opts, extra...)
 	s.c = client.NewClient(s.tr, opts...)
 	t.Cleanup(func() { _ = s.c.Close() })
 	if err := s.c.Start(ctx); err != nil { // installs the notification handler
@@ -599,5 +608,112 @@ GITHUB_TOKEN = { keyring = "wraptest-gh" }
 	}
 	if !strings.Contains(export, "token is ") {
 		t.Error("the echo call's arguments are not in the audit log at all")
+	}
+}
+
+type fakeModel struct{ asked atomic.Int32 }
+
+func (m *fakeModel) CreateMessage(_ context.Context, req mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+	m.asked.Add(1)
+	return &mcp.CreateMessageResult{SamplingMessage: mcp.SamplingMessage{Role: mcp.RoleAssistant, Content: mcp.NewTextContent("the host's model answers")}, Model: "test-model"}, nil
+}
+
+// TestWrap_EverythingSamplingAndProgress: the child's sampling request
+// reaches the host only when the policy allows it (otherwise the child is
+// not even told the host can sample), each is audited, and progress
+// notifications come back with the host's token.
+func TestWrap_EverythingSamplingAndProgress(t *testing.T) {
+	node, js := everythingJS(t)
+	modules := filepath.Dir(filepath.Dir(filepath.Dir(filepath.Dir(js))))
+	dataDir := t.TempDir()
+	tok := addSharedProfile(t, dataDir, "host", "ev:read", "")
+	policy := func(allow bool) string {
+		return writePolicy(t, fmt.Sprintf(`
+[wrap]
+allow_sampling = %v
+[wrap.tools]
+"trigger-*" = { scopes = ["ev:read"] }
+[wrap.sandbox]
+read = ["%s"]
+`, allow, modules))
+	}
+	model := &fakeModel{}
+	opts := []client.ClientOption{client.WithSamplingHandler(model)}
+
+	s, err := startWrapWith(t, opts, dataDir, tok, true, nil, "--profile", "host", "--policy", policy(true), "--", node, js)
+	if err != nil {
+		t.Fatalf("start: %v\n%s", err, s.stderr())
+	}
+	if !slices.Contains(s.tools(t), "trigger-sampling-request") {
+		t.Fatalf("tools %v: the child was not told the host can sample", s.tools(t))
+	}
+	text, isErr, err := s.call(t, "trigger-sampling-request", map[string]any{"prompt": "hello", "maxTokens": 10})
+	if err != nil || isErr || !strings.Contains(text, "the host's model answers") || model.asked.Load() != 1 {
+		t.Fatalf("sampling through the relay = %q %v %v (asked %d)", text, isErr, err, model.asked.Load())
+	}
+	progress := make(chan mcp.JSONRPCNotification, 16)
+	s.c.OnNotification(func(n mcp.JSONRPCNotification) {
+		if n.Method == "notifications/progress" {
+			progress <- n
+		}
+	})
+	req := mcp.CallToolRequest{}
+	req.Params.Name = "trigger-long-running-operation"
+	req.Params.Arguments = map[string]any{"duration": 1, "steps": 2}
+	req.Params.Meta = &mcp.Meta{ProgressToken: "tok-42"}
+	if _, err := s.c.CallTool(context.Background(), req); err != nil {
+		t.Fatalf("long-running operation: %v", err)
+	}
+	select {
+	case n := <-progress:
+		if b, _ := json.Marshal(n.Params); !strings.Contains(string(b), "tok-42") {
+			t.Errorf("progress %s lacks the host's token", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("no progress notification relayed")
+	}
+	s.exit(t)
+
+	s = mustWrap(t, dataDir, tok, true, nil, "--profile", "host", "--policy", policy(false), "--", node, js)
+	s2, err := startWrapWith(t, opts, dataDir, tok, true, nil, "--profile", "host", "--policy", policy(false), "--", node, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(s2.tools(t), "trigger-sampling-request") {
+		t.Error("allow_sampling = false, yet the child was told the host can sample")
+	}
+	s.exit(t)
+	s2.exit(t)
+	rows := rowsOf(auditRows(t, dataDir), "sampling/createMessage", "")
+	if len(rows) != 2 || rows[0]["decision"] != "allow" || rows[0]["outcome"] != "started" || rows[1]["outcome"] != "ok" {
+		t.Errorf("sampling rows = %v, want an allow row before and an ok row after", rows)
+	}
+}
+
+// TestWrap_RestartBounded: [wrap] restart = 1 restarts a crashed child
+// once (audited), then the session ends with the second crash.
+func TestWrap_RestartBounded(t *testing.T) {
+	dataDir := t.TempDir()
+	tok := addSharedProfile(t, dataDir, "host", "demo:read", "")
+	pol := writePolicy(t, "[wrap]\nrestart = 1\n"+wrapdemoPolicy(""))
+	s := mustWrap(t, dataDir, tok, true, nil, "--profile", "host", "--policy", pol, "--", wrapdemo(t))
+	if _, _, err := s.call(t, "crash", nil); err == nil || !strings.Contains(err.Error(), "exit status 3") {
+		t.Fatalf("first crash: %v", err)
+	}
+	if text, _, err := s.call(t, "echo", map[string]any{"message": "again"}); err != nil || text != "again" {
+		t.Fatalf("echo after the restart = %q, %v", text, err)
+	}
+	if _, _, err := s.call(t, "crash", nil); err == nil {
+		t.Fatal("second crash answered")
+	}
+	if code := s.exit(t); code != 1 {
+		t.Errorf("exit %d after the restarts ran out, want 1", code)
+	}
+	rows := auditRows(t, dataDir)
+	if n := len(rowsOf(rows, "wrap/child-start", "")); n != 2 {
+		t.Errorf("%d child starts, want 2", n)
+	}
+	if r := rowsOf(rows, "wrap/child-restart", ""); len(r) != 1 || !strings.Contains(r[0]["reason"].(string), "restart 1 of 1") {
+		t.Errorf("restart rows = %v", r)
 	}
 }
