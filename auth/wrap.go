@@ -188,3 +188,12 @@ func globMatch(pattern, name string) bool {
 	}
 	return len(name) >= len(last) && strings.HasSuffix(name, last)
 }
+
+// ToolRule returns the [wrap.tools] rule that decides name, if any (for
+// idmcp policy check -- CMD).
+func (w *WrapPolicy) ToolRule(name string) (WrapRule, bool) {
+	if w == nil {
+		return WrapRule{}, false
+	}
+	return matchRule(w.Tools, wrapTool, name)
+}

@@ -717,3 +717,26 @@ func TestWrap_RestartBounded(t *testing.T) {
 		t.Errorf("restart rows = %v", r)
 	}
 }
+
+func TestPolicyCheck_WrapCommand(t *testing.T) {
+	pol := writePolicy(t, wrapdemoPolicy(""))
+	out := mustIdmcp(t, []string{"IDMCP_DATA_DIR=" + t.TempDir()}, "policy", "check", pol, "--", wrapdemo(t))
+	rows := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 1 {
+			rows[f[0]] = strings.Join(f[1:], " ")
+		}
+	}
+	for tool, want := range map[string]string{
+		"echo":    `yes "echo" demo:read -`,
+		"upgrade": `yes "upgrade" demo:admin -`,
+		"connect": `no (not named: hidden) - -`,
+	} {
+		if rows[tool] != want {
+			t.Errorf("policy check -- CMD: %s = %q, want %q\n%s", tool, rows[tool], want, out)
+		}
+	}
+	if !strings.Contains(out, "1 tool(s) hidden") {
+		t.Errorf("no hidden count:\n%s", out)
+	}
+}

@@ -488,3 +488,10 @@ func stripMeta(params json.RawMessage) json.RawMessage {
 	out, _ := json.Marshal(m)
 	return out
 }
+
+// nopGate is the gate of a relay that never serves a host (ListTools).
+type nopGate struct{}
+
+func (nopGate) Check(context.Context, json.RawMessage) (*auth.Principal, error) {
+	return nil, auth.Unauthenticated("no host")
+}
