@@ -82,6 +82,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdWrap(ctx, args[1:], stderr)
 	case wrapChildArg:
 		return cmdWrapChild()
+	case wrapDemoArg:
+		return cmdWrapDemoServer()
 	case "secret":
 		return cmdSecret(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "host":

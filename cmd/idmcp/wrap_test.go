@@ -740,3 +740,33 @@ func TestPolicyCheck_WrapCommand(t *testing.T) {
 		t.Errorf("no hidden count:\n%s", out)
 	}
 }
+
+// TestDemo_Wrap: the demo's wrap part shows an allowed call, a call the
+// policy refuses, and (on Linux) a read the kernel refuses.
+func TestDemo_Wrap(t *testing.T) {
+	out := mustIdmcp(t, nil, "demo", "--json")
+	var rep struct {
+		Wrap struct {
+			Listed []string `json:"listed"`
+			Calls  []struct{ Tool, Args, Outcome string }
+		} `json:"wrap"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(rep.Wrap.Listed, []string{"echo", "read_file"}) && !slices.Equal(rep.Wrap.Listed, []string{"read_file", "echo"}) {
+		t.Errorf("listed %v", rep.Wrap.Listed)
+	}
+	if len(rep.Wrap.Calls) != 4 {
+		t.Fatalf("calls %+v", rep.Wrap.Calls)
+	}
+	want := []string{"ok: hello", "refused by idmcp: forbidden", "ok: a file the policy shares", "tool error from the server"}
+	if runtime.GOOS != "linux" {
+		want[3] = ""
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(rep.Wrap.Calls[i].Outcome, w) {
+			t.Errorf("call %d %s = %q, want %q…", i, rep.Wrap.Calls[i].Tool, rep.Wrap.Calls[i].Outcome, w)
+		}
+	}
+}
