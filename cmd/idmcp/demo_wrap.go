@@ -28,10 +28,10 @@ func cmdWrapDemoServer() error { return demoserver.Run() }
 // wrapDemo is the demo's idmcp wrap part: one wrapped server, a call that
 // is allowed, one the policy refuses, and one the kernel refuses.
 type wrapDemo struct {
-	Policy  string     `json:"policy"`
-	Listed  []string   `json:"listed"`
+	Policy  string         `json:"policy"`
+	Listed  []string       `json:"listed"`
 	Calls   []wrapDemoCall `json:"calls"`
-	Sandbox string     `json:"sandbox"`
+	Sandbox string         `json:"sandbox"`
 }
 
 type wrapDemoCall struct {

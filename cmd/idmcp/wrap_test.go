@@ -29,7 +29,7 @@ var (
 	wrapdemoErr  error
 )
 
-func wrapdemo(t *testing.T) string {
+func wrapdemo(t testing.TB) string {
 	t.Helper()
 	wrapdemoOnce.Do(func() {
 		wrapdemoBin = filepath.Join(filepath.Dir(binPath), "wrapdemo")
