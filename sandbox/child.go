@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,14 +9,20 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
+	"syscall"
 )
 
 // ChildSpec is the confinement of a wrapped MCP server (idmcp wrap -- CMD):
-// what the helper process applies to itself before it replaces itself with
-// CMD. Landlock and seccomp survive execve, so CMD starts confined and
-// cannot undo it. The helper exists because Go cannot run code between fork
-// and exec.
+// what the helper process applies to itself before it starts CMD as its own
+// child. Landlock and seccomp are inherited across fork and execve, so CMD
+// starts confined and cannot undo it. The helper exists because Go cannot
+// run code between fork and exec; it stays as CMD's supervisor because
+// idmcp's own Landlock domain (with signal scoping) may not signal a
+// process outside it, CMD included — not even with PR_SET_PDEATHSIG. The
+// helper is in CMD's domain, so it can: idmcp tells it over the spec pipe.
 type ChildSpec struct {
 	// Mode is auto, strict or off.
 	Mode Mode `json:"mode"`
@@ -112,17 +119,22 @@ var DefaultChildWrite = []string{"/dev/null"}
 const ChildFD = 3
 
 // Helper is a started helper process waiting for its spec; call Release
-// to confine it and run CMD. Until then it runs nothing but idmcp's code.
+// to confine it and start CMD. Until then it runs nothing but idmcp's code.
+// After Release the spec pipe stays open as the control channel: Terminate
+// and Kill ask the helper to signal CMD, and closing it (idmcp exiting, in
+// any way) makes the helper kill CMD.
 type Helper struct {
 	Cmd    *exec.Cmd
 	Stdin  io.WriteCloser
 	Stdout io.ReadCloser
-	spec   *os.File
+	ctl    *os.File
+	mu     sync.Mutex
 }
 
 // StartHelper starts exe with args (idmcp's hidden child mode) on fresh
 // stdin/stdout pipes, stderr shared with this process, the spec pipe on
-// [ChildFD], and (on Linux) SIGKILL when this process dies.
+// [ChildFD], and (on Linux) SIGKILL when this process dies while the helper
+// is still unconfined.
 func StartHelper(exe string, args ...string) (*Helper, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -134,7 +146,7 @@ func StartHelper(exe string, args ...string) (*Helper, error) {
 	cmd.Stderr = os.Stderr
 	cmd.ExtraFiles = []*os.File{r}
 	cmd.SysProcAttr = helperAttr()
-	h := &Helper{Cmd: cmd, spec: w}
+	h := &Helper{Cmd: cmd, ctl: w}
 	if h.Stdin, err = cmd.StdinPipe(); err != nil {
 		w.Close()
 		return nil, err
@@ -150,37 +162,131 @@ func StartHelper(exe string, args ...string) (*Helper, error) {
 	return h, nil
 }
 
-// Release sends spec: the helper confines itself and executes CMD.
+// Release sends spec: the helper confines itself and starts CMD.
 func (h *Helper) Release(spec ChildSpec) error {
-	defer h.spec.Close()
-	return json.NewEncoder(h.spec).Encode(spec)
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return err
+	}
+	return h.control(string(b))
+}
+
+// Terminate asks the helper to send CMD SIGTERM.
+func (h *Helper) Terminate() error { return h.control(ctlTerm) }
+
+// Kill asks the helper to kill CMD (and so itself).
+func (h *Helper) Kill() error {
+	err := h.control(ctlKill)
+	h.mu.Lock()
+	_ = h.ctl.Close()
+	h.mu.Unlock()
+	return err
+}
+
+func (h *Helper) control(line string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, err := h.ctl.Write([]byte(line + "\n"))
+	return err
 }
 
 // Abandon kills a helper that will not be released.
 func (h *Helper) Abandon() {
-	_ = h.spec.Close()
+	h.mu.Lock()
+	_ = h.ctl.Close()
+	h.mu.Unlock()
 	_ = h.Cmd.Process.Kill()
 	_ = h.Cmd.Wait()
 }
 
+// Control words on the spec pipe after the spec.
+const (
+	ctlTerm = "term"
+	ctlKill = "kill"
+)
+
 // RunChild is the helper's side: it reads the spec from [ChildFD], applies
-// it and executes CMD. It returns only on failure; the caller should print
-// the error to stderr and exit non-zero.
+// it, starts CMD and supervises it, and exits as CMD did (same code, or
+// killed by the same signal). It returns only on failure; the caller
+// should print the error to stderr and exit non-zero.
 func RunChild() error {
+	// The pipe came from os.Pipe, non-blocking; read it with plain
+	// blocking reads (the descriptor's flags are shared with idmcp's end
+	// of nothing, only this read end).
+	_ = syscall.SetNonblock(ChildFD, false)
 	f := os.NewFile(ChildFD, "wrap-spec")
 	if f == nil {
 		return errors.New("no spec descriptor")
 	}
-	var spec ChildSpec
-	err := json.NewDecoder(io.LimitReader(f, 1<<20)).Decode(&spec)
-	f.Close()
+	ctl := bufio.NewReader(io.LimitReader(f, 1<<20))
+	line, err := ctl.ReadBytes('\n')
 	if err != nil {
+		return fmt.Errorf("reading the spec: %w", err)
+	}
+	var spec ChildSpec
+	if err := json.Unmarshal(line, &spec); err != nil {
 		return fmt.Errorf("reading the spec: %w", err)
 	}
 	if err := spec.Validate(); err != nil {
 		return err
 	}
-	return execConfined(spec)
+	path, err := lookPath(spec.Path, spec.Env)
+	if err != nil {
+		return err
+	}
+	if spec.Dir != "" {
+		if err := os.Chdir(spec.Dir); err != nil {
+			return err
+		}
+	}
+	if err := confine(spec, path); err != nil {
+		return err
+	}
+	// On Landlock ABI < 8 every thread of this process restricted itself
+	// separately, so each is its own domain, and signal scoping allows
+	// signals only within one: fork CMD and signal it from the same locked
+	// thread.
+	runtime.LockOSThread()
+	cmd := exec.Command(path)
+	cmd.Args, cmd.Env, cmd.Dir = spec.Args, spec.Env, spec.Dir
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.SysProcAttr = helperAttr()
+	noInherit(ChildFD)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s: %w", spec.Path, err)
+	}
+	// Only CMD reads our stdin and writes our stdout from here on.
+	_ = os.Stdin.Close()
+	_ = os.Stdout.Close()
+	words := make(chan string)
+	go func() {
+		for {
+			word, err := ctl.ReadString('\n')
+			if w := strings.TrimSpace(word); w != "" {
+				words <- w
+			}
+			if err != nil { // idmcp closed the pipe, or died
+				words <- ctlKill
+				return
+			}
+		}
+	}()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	for {
+		select {
+		case w := <-words:
+			switch w {
+			case ctlTerm:
+				_ = terminate(cmd.Process)
+			case ctlKill:
+				_ = cmd.Process.Kill()
+			}
+		case err := <-exited:
+			exitLike(cmd.ProcessState, err)
+			return nil
+		}
+	}
 }
 
 // lookPath resolves name against the PATH in env.

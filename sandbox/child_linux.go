@@ -5,6 +5,7 @@ package sandbox
 import (
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -36,40 +37,53 @@ const (
 	childWriteFile landlock.AccessFSSet = ll.AccessFSReadFile | ll.AccessFSWriteFile | ll.AccessFSTruncate
 )
 
-// execConfined applies spec to this process and executes CMD.
-func execConfined(spec ChildSpec) error {
-	path, err := lookPath(spec.Path, spec.Env)
-	if err != nil {
-		return err
+// confine applies spec to this process (and so to CMD, started next).
+func confine(spec ChildSpec, path string) error {
+	if spec.Mode == ModeOff {
+		return nil
 	}
-	if spec.Dir != "" {
-		if err := os.Chdir(spec.Dir); err != nil {
-			return err
-		}
-	}
-	if spec.Mode != ModeOff {
-		k := detect()
-		if spec.Mode == ModeStrict {
-			if missing := k.missingForStrict(MinNetworkABI); len(missing) > 0 {
-				return fmt.Errorf("strict mode: %s: %w", strings.Join(missing, "; "), ErrUnavailable)
-			}
-		}
-		_, _ = time.Now().Zone()
-		if abi := k.landlockABI(); abi > 0 {
-			if err := childLandlock(spec, path, abi, spec.Mode == ModeAuto); err != nil {
-				return fmt.Errorf("landlock: %w", err)
-			}
-		}
-		if k.seccompErr == nil {
-			if err := childSeccomp(k.killErr == nil); err != nil {
-				return fmt.Errorf("seccomp: %w", err)
-			}
+	k := detect()
+	if spec.Mode == ModeStrict {
+		if missing := k.missingForStrict(MinNetworkABI); len(missing) > 0 {
+			return fmt.Errorf("strict mode: %s: %w", strings.Join(missing, "; "), ErrUnavailable)
 		}
 	}
-	// Only 0, 1 and 2 reach CMD (the Go runtime's own descriptors are
-	// close-on-exec already; this covers anything inherited).
-	_ = unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
-	return syscall.Exec(path, spec.Args, spec.Env)
+	_, _ = time.Now().Zone()
+	if abi := k.landlockABI(); abi > 0 {
+		if err := childLandlock(spec, path, abi, spec.Mode == ModeAuto); err != nil {
+			return fmt.Errorf("landlock: %w", err)
+		}
+	}
+	if k.seccompErr == nil {
+		if err := childSeccomp(k.killErr == nil); err != nil {
+			return fmt.Errorf("seccomp: %w", err)
+		}
+	}
+	return nil
+}
+
+// noInherit keeps fd and everything above it out of CMD.
+func noInherit(fd int) {
+	_ = unix.CloseRange(uint(fd), ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+}
+
+func terminate(p *os.Process) error { return p.Signal(syscall.SIGTERM) }
+
+// exitLike ends the helper the way CMD ended: the same exit code, or the
+// same signal (which the helper may send itself: same Landlock domain).
+func exitLike(st *os.ProcessState, err error) {
+	if st == nil {
+		fmt.Fprintln(os.Stderr, "idmcp wrap: waiting for the wrapped server:", err)
+		os.Exit(125)
+	}
+	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		sig := ws.Signal()
+		signal.Reset(sig)
+		_ = syscall.Kill(os.Getpid(), sig)
+		time.Sleep(time.Second)
+		os.Exit(128 + int(sig))
+	}
+	os.Exit(st.ExitCode())
 }
 
 // childLandlock builds one rule per existing path, with file or directory

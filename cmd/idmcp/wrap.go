@@ -332,11 +332,11 @@ func (hp *helperPool) starter(spec sandbox.ChildSpec) relay.Starter {
 			h.Abandon()
 			return nil, fmt.Errorf("releasing the wrap helper: %w", err)
 		}
-		proc := h.Cmd.Process
+		// The helper supervises CMD: it is in CMD's Landlock domain and may
+		// signal it, which this process may not (see sandbox.ChildSpec).
 		return &relay.Process{
-			Stdin: h.Stdin, Stdout: h.Stdout, Wait: h.Cmd.Wait, Pid: proc.Pid,
-			Terminate: func() error { return proc.Signal(syscall.SIGTERM) },
-			Kill:      proc.Kill,
+			Stdin: h.Stdin, Stdout: h.Stdout, Wait: h.Cmd.Wait, Pid: h.Cmd.Process.Pid,
+			Terminate: h.Terminate, Kill: h.Kill,
 		}, nil
 	}
 }

@@ -64,7 +64,7 @@ const (
 	DefaultMaxLineBytes  = 4 << 20
 	DefaultChildMaxLine  = 16 << 20
 	DefaultInitTimeout   = 30 * time.Second
-	DefaultShutdownGrace = 5 * time.Second
+	DefaultShutdownGrace = 2 * time.Second
 	// ChildProtocolVersion is the version the relay asks the child for: the
 	// newest with initialize, which every SDK in use speaks.
 	ChildProtocolVersion = "2025-11-25"
@@ -194,7 +194,8 @@ var ErrChildGone = errors.New("wrapped server exited")
 
 // Serve relays until the host closes in, ctx ends, or the child is gone for
 // good. It then stops the child: stdin closed, SIGTERM after the shutdown
-// grace, SIGKILL after as long again.
+// grace (2 s by default; 200 ms when ctx ended, i.e. idmcp got SIGTERM),
+// SIGKILL after as long again.
 func (r *Relay) Serve(ctx context.Context, in io.Reader, out io.Writer) error {
 	r.out = out
 	lines := make(chan []byte)
@@ -242,7 +243,13 @@ loop:
 		err = r.dead // the child ended the session, whatever the host did next
 	}
 	r.mu.Unlock()
-	r.stop()
+	grace := r.cfg.ShutdownGrace
+	if ctx.Err() != nil {
+		// idmcp itself was asked to stop (SIGTERM from the host): the host
+		// will not wait long, so neither does the child get long.
+		grace = 200 * time.Millisecond
+	}
+	r.stop(grace)
 	if errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) {
 		return nil
 	}
@@ -250,7 +257,7 @@ loop:
 }
 
 // stop ends the current child, if any, and waits for its exit row.
-func (r *Relay) stop() {
+func (r *Relay) stop(grace time.Duration) {
 	r.mu.Lock()
 	c := r.child
 	r.dead = errors.Join(r.dead, errors.New("session ended"))
@@ -261,7 +268,7 @@ func (r *Relay) stop() {
 	}
 	r.mu.Unlock()
 	if c != nil {
-		c.shutdown(r.cfg.ShutdownGrace)
+		c.shutdown(grace)
 	}
 }
 

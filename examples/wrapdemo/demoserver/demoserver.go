@@ -12,6 +12,7 @@
 //     would, and tells the client its list changed;
 //   - crash: exits with status 3 without answering.
 //
+// WRAPDEMO_STUBBORN=1 makes it ignore SIGTERM and the end of stdin.
 // WRAPDEMO_V2=1 starts it with delete_everything already there (the
 // "updated" version).
 package demoserver
@@ -22,8 +23,10 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -95,6 +98,15 @@ func Run() error {
 		})
 	if os.Getenv("WRAPDEMO_V2") == "1" {
 		s.AddTool(deleteTool, deleteHandler)
+	}
+	if os.Getenv("WRAPDEMO_STUBBORN") == "1" {
+		// A server that will not stop: it ignores SIGTERM and outlives the
+		// end of its stdin (how idmcp wrap's shutdown must cope).
+		signal.Ignore(syscall.SIGTERM)
+		_ = server.NewStdioServer(s).Listen(context.Background(), os.Stdin, os.Stdout)
+		for {
+			time.Sleep(time.Hour)
+		}
 	}
 	return server.ServeStdio(s)
 }
