@@ -54,7 +54,7 @@ func cmdWrap(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.policy, "policy", "", "policy file (TOML); its [wrap] section decides what of CMD callers reach (without one every tool is hidden)")
 	fs.StringVar(&f.sandbox, "sandbox", envOr("IDMCP_SANDBOX", "auto"), "confinement of CMD and of idmcp itself on Linux: auto, strict or off [$IDMCP_SANDBOX]")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	cmdArgs := fs.Args()
@@ -113,6 +113,11 @@ func cmdWrap(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	if len(secret) > 0 {
 		redactor.Secrets = append(redactor.Secrets, string(secret))
+	}
+	if profile != nil && !profile.Keyring && len(secret) == 0 {
+		// As serve: refuse to start, saying what to set, rather than
+		// refuse every request.
+		return fmt.Errorf("host profile %q keeps its secret outside the keyring (--no-keyring) and none was given: set IDMCP_SHARED_SECRET in the server's environment (the host config's env block) or pass --secret-file FILE", f.profile)
 	}
 	human := osUser()
 	host, err := auth.NewHostAuthenticator(auth.HostAuthenticatorConfig{
