@@ -770,3 +770,78 @@ func TestDemo_Wrap(t *testing.T) {
 		}
 	}
 }
+
+// TestWrap_EverythingPromptsAndResources: prompts by name and resources by
+// URI prefix get the same treatment as tools: lists filtered, the rest
+// refused before the child, every get and read audited.
+func TestWrap_EverythingPromptsAndResources(t *testing.T) {
+	node, js := everythingJS(t)
+	modules := filepath.Dir(filepath.Dir(filepath.Dir(filepath.Dir(js))))
+	dataDir := t.TempDir()
+	tok := addSharedProfile(t, dataDir, "host", "ev:read", "")
+	pol := writePolicy(t, `
+[wrap.prompts]
+simple-prompt = { scopes = ["ev:read"] }
+args-prompt = { scopes = ["ev:admin"] }
+[wrap.resources]
+"demo://resource/dynamic/text/" = { scopes = ["ev:read"] }
+[wrap.sandbox]
+read = ["`+modules+`"]
+`)
+	s := mustWrap(t, dataDir, tok, true, nil, "--profile", "host", "--policy", pol, "--", node, js)
+	ctx := context.Background()
+	pl, err := s.c.ListPrompts(ctx, mcp.ListPromptsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prompts []string
+	for _, p := range pl.Prompts {
+		prompts = append(prompts, p.Name)
+	}
+	if !slices.Equal(prompts, []string{"simple-prompt"}) {
+		t.Errorf("prompts/list = %v, want [simple-prompt]", prompts)
+	}
+	gp := mcp.GetPromptRequest{}
+	gp.Params.Name = "simple-prompt"
+	if _, err := s.c.GetPrompt(ctx, gp); err != nil {
+		t.Errorf("prompts/get simple-prompt: %v", err)
+	}
+	gp.Params.Name, gp.Params.Arguments = "args-prompt", map[string]string{"city": "Paris"}
+	if _, err := s.c.GetPrompt(ctx, gp); err == nil || !strings.Contains(err.Error(), "requires scope ev:admin") {
+		t.Errorf("prompts/get args-prompt without ev:admin: %v", err)
+	}
+	rl, err := s.c.ListResources(ctx, mcp.ListResourcesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rl.Resources) != 0 {
+		t.Errorf("resources/list shows %d static resources the policy does not grant", len(rl.Resources))
+	}
+	tl, err := s.c.ListResourceTemplates(ctx, mcp.ListResourceTemplatesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tl.ResourceTemplates) != 1 || !strings.HasPrefix(tl.ResourceTemplates[0].URITemplate.Raw(), "demo://resource/dynamic/text/") {
+		t.Errorf("templates = %+v, want only the dynamic text one", tl.ResourceTemplates)
+	}
+	rr := mcp.ReadResourceRequest{}
+	rr.Params.URI = "demo://resource/dynamic/text/1"
+	if res, err := s.c.ReadResource(ctx, rr); err != nil || len(res.Contents) == 0 {
+		t.Errorf("read a granted resource: %v", err)
+	}
+	rr.Params.URI = "demo://resource/dynamic/blob/1"
+	if _, err := s.c.ReadResource(ctx, rr); err == nil || !strings.Contains(err.Error(), "resource not found") {
+		t.Errorf("read an ungranted resource: %v, want resource not found", err)
+	}
+	s.exit(t)
+	rows := auditRows(t, dataDir)
+	if r := rowsOf(rows, "prompts/get", "args-prompt"); len(r) != 1 || r[0]["decision"] != "deny" {
+		t.Errorf("args-prompt rows %v", r)
+	}
+	if r := rowsOf(rows, "resources/read", "demo://resource/dynamic/text/1"); len(r) != 2 || r[1]["outcome"] != "ok" {
+		t.Errorf("granted read rows %v", r)
+	}
+	if r := rowsOf(rows, "resources/read", "demo://resource/dynamic/blob/1"); len(r) != 1 || r[0]["decision"] != "deny" {
+		t.Errorf("refused read rows %v", r)
+	}
+}
