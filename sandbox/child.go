@@ -136,6 +136,10 @@ type Helper struct {
 // [ChildFD], and (on Linux) SIGKILL when this process dies while the helper
 // is still unconfined.
 func StartHelper(exe string, args ...string) (*Helper, error) {
+	if runtime.GOOS == "windows" {
+		// os/exec cannot pass the spec pipe (ExtraFiles) on Windows.
+		return nil, fmt.Errorf("idmcp wrap is not available on windows yet: %w", ErrUnavailable)
+	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -55,6 +56,9 @@ read = ["%s"]   # the only folder the server may read beyond the system defaults
 // demo:read, as a desktop host would launch it, and drives it with the
 // mcp-go client.
 func runWrapDemo(ctx context.Context, exe, dir string) (*wrapDemo, error) {
+	if runtime.GOOS == "windows" {
+		return nil, nil // idmcp wrap is not available there yet
+	}
 	shared := filepath.Join(filepath.Dir(dir), "shared")
 	if err := store.EnsureDir(shared); err != nil {
 		return nil, err

@@ -744,6 +744,9 @@ func TestPolicyCheck_WrapCommand(t *testing.T) {
 // TestDemo_Wrap: the demo's wrap part shows an allowed call, a call the
 // policy refuses, and (on Linux) a read the kernel refuses.
 func TestDemo_Wrap(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("idmcp wrap is not available on windows")
+	}
 	out := mustIdmcp(t, nil, "demo", "--json")
 	var rep struct {
 		Wrap struct {
