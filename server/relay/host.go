@@ -187,6 +187,11 @@ func (r *Relay) forwardList(ctx context.Context, c *child, p *auth.Principal, m 
 			kept = kept[:0] // fail closed: an unrecorded listing shows nothing
 		}
 		res[key], _ = json.Marshal(kept)
+		if _, ok := res["cacheScope"]; ok {
+			// 2026-07-28 cache hints: the list is now this caller's own, so
+			// no shared cache may serve it to another.
+			res["cacheScope"] = json.RawMessage(`"private"`)
+		}
 		out := *resp
 		out.Result, _ = json.Marshal(res)
 		return &out
