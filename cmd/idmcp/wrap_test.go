@@ -544,6 +544,10 @@ greet = {}
 		if got := s.tools(t); !slices.Equal(got, []string{"greet"}) {
 			t.Errorf("tools/list = %v, want [greet] (the rest needs sdk:everything)", got)
 		}
+		// go-sdk marks its lists public; filtered, they are the caller's own.
+		if lt, err := s.c.ListTools(context.Background(), mcp.ListToolsRequest{}); err != nil || lt.CacheScope != mcp.CacheScopePrivate {
+			t.Errorf("tools/list cacheScope = %q, %v; want private", lt.CacheScope, err)
+		}
 		if text, isErr, err := s.call(t, "greet", map[string]any{"name": "wrap"}); err != nil || isErr || !strings.Contains(text, "wrap") {
 			t.Errorf("greet = %q %v %v", text, isErr, err)
 		}
