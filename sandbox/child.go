@@ -132,10 +132,10 @@ type Helper struct {
 }
 
 // StartHelper starts exe with args (idmcp's hidden child mode) on fresh
-// stdin/stdout pipes, stderr shared with this process, the spec pipe on
+// stdin/stdout pipes, stderr (of the helper and so of CMD) to stderr, the spec pipe on
 // [ChildFD], and (on Linux) SIGKILL when this process dies while the helper
 // is still unconfined.
-func StartHelper(exe string, args ...string) (*Helper, error) {
+func StartHelper(exe string, stderr io.Writer, args ...string) (*Helper, error) {
 	if runtime.GOOS == "windows" {
 		// os/exec cannot pass the spec pipe (ExtraFiles) on Windows.
 		return nil, fmt.Errorf("idmcp wrap is not available on windows yet: %w", ErrUnavailable)
@@ -147,7 +147,7 @@ func StartHelper(exe string, args ...string) (*Helper, error) {
 	defer r.Close()
 	cmd := exec.Command(exe, args...)
 	cmd.Env = []string{}
-	cmd.Stderr = os.Stderr
+	cmd.Stderr = stderr
 	cmd.ExtraFiles = []*os.File{r}
 	cmd.SysProcAttr = helperAttr()
 	h := &Helper{Cmd: cmd, ctl: w}

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -165,7 +167,7 @@ func cmdWrap(ctx context.Context, args []string, stderr io.Writer) error {
 	if rules != nil {
 		restart = rules.Restart
 	}
-	helpers, err := startHelpers(1 + restart)
+	helpers, err := startHelpers(1+restart, &childStderr{log: logger})
 	if err != nil {
 		return err
 	}
@@ -296,14 +298,14 @@ type helperPool struct {
 	free []*sandbox.Helper
 }
 
-func startHelpers(n int) (*helperPool, error) {
+func startHelpers(n int, stderr io.Writer) (*helperPool, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("wrap: finding idmcp's own binary: %w", err)
 	}
 	hp := &helperPool{}
 	for range n {
-		h, err := sandbox.StartHelper(exe, wrapChildArg)
+		h, err := sandbox.StartHelper(exe, stderr, wrapChildArg)
 		if err != nil {
 			hp.abandon()
 			return nil, err
@@ -344,4 +346,41 @@ func (hp *helperPool) starter(spec sandbox.ChildSpec) relay.Starter {
 			Terminate: h.Terminate, Kill: h.Kill,
 		}, nil
 	}
+}
+
+// childStderr passes what CMD writes to stderr on to idmcp's log, one
+// record per line, through the logger's redaction: a server that prints
+// the token [wrap.env] gave it does not put it in the host's log file.
+type childStderr struct {
+	log *slog.Logger
+	mu  sync.Mutex
+	buf []byte
+}
+
+// maxChildLogLine bounds one logged line of CMD's stderr.
+const maxChildLogLine = 16 << 10
+
+func (w *childStderr) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			if len(w.buf) > maxChildLogLine {
+				w.emit(w.buf[:maxChildLogLine])
+				w.buf = w.buf[:0]
+			}
+			return len(p), nil
+		}
+		w.emit(w.buf[:i])
+		w.buf = w.buf[i+1:]
+	}
+}
+
+func (w *childStderr) emit(line []byte) {
+	if len(line) > maxChildLogLine {
+		line = line[:maxChildLogLine]
+	}
+	w.log.Info("wrapped server", "stderr", string(bytes.TrimRight(line, "\r")))
 }

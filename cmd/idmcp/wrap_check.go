@@ -43,12 +43,12 @@ func policyCheckWrap(ctx context.Context, pol *auth.Policy, dataDirFlag, mode st
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	helpers, err := startHelpers(1)
+	logger := server.NewLogger(stderr, 0, redactor)
+	helpers, err := startHelpers(1, &childStderr{log: logger})
 	if err != nil {
 		return err
 	}
 	defer helpers.abandon()
-	logger := server.NewLogger(stderr, 0, redactor)
 	tools, err := relay.ListTools(ctx, helpers.starter(spec), version, logger)
 	if err != nil {
 		return fmt.Errorf("policy check -- %s: %w", cmdArgs[0], err)

@@ -852,3 +852,24 @@ read = ["`+modules+`"]
 		t.Errorf("refused read rows %v", r)
 	}
 }
+
+// TestWrap_ChildStderrRedacted: what the wrapped server prints to stderr
+// reaches the host's log through idmcp's redaction.
+func TestWrap_ChildStderrRedacted(t *testing.T) {
+	dataDir := t.TempDir()
+	tok := addSharedProfile(t, dataDir, "host", "demo:read", "")
+	leak := "idmcp_" + strings.Repeat("Zq9", 14) + "x"
+	pol := writePolicy(t, wrapdemoPolicy("[wrap.env]\nWRAPDEMO_SAY = \"LEAKY\"\nLEAKY = \""+leak+"\"\n"))
+	s := mustWrap(t, dataDir, tok, true, nil, "--profile", "host", "--policy", pol, "--", wrapdemo(t))
+	if _, _, err := s.call(t, "echo", map[string]any{"message": "x"}); err != nil {
+		t.Fatal(err)
+	}
+	s.exit(t)
+	errOut := s.stderr()
+	if !strings.Contains(errOut, "wrapdemo: starting with LEAKY=") {
+		t.Fatalf("the child's stderr line is not in idmcp's log:\n%s", errOut)
+	}
+	if strings.Contains(errOut, leak) {
+		t.Errorf("the child's token reached the log unredacted:\n%s", errOut)
+	}
+}

@@ -12,6 +12,7 @@
 //     would, and tells the client its list changed;
 //   - crash: exits with status 3 without answering.
 //
+// WRAPDEMO_SAY=VAR makes it print VAR's value to stderr at start.
 // WRAPDEMO_STUBBORN=1 makes it ignore SIGTERM and the end of stdin.
 // WRAPDEMO_V2=1 starts it with delete_everything already there (the
 // "updated" version).
@@ -20,6 +21,7 @@ package demoserver
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -98,6 +100,10 @@ func Run() error {
 		})
 	if os.Getenv("WRAPDEMO_V2") == "1" {
 		s.AddTool(deleteTool, deleteHandler)
+	}
+	if v := os.Getenv("WRAPDEMO_SAY"); v != "" {
+		// A careless server that logs a variable's value (a token) at start.
+		fmt.Fprintf(os.Stderr, "wrapdemo: starting with %s=%s\n", v, os.Getenv(v))
 	}
 	if os.Getenv("WRAPDEMO_STUBBORN") == "1" {
 		// A server that will not stop: it ignores SIGTERM and outlives the
