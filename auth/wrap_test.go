@@ -174,3 +174,17 @@ func globRef(p, s string) bool {
 	}
 	return s != "" && s[0] == p[0] && globRef(p[1:], s[1:])
 }
+
+func TestParsePolicy_WrapFile(t *testing.T) {
+	p, err := auth.LoadPolicy("testdata/policy/wrap.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := p.Wrap
+	if len(w.Tools) != 5 || len(w.Prompts) != 1 || len(w.Resources) != 2 || len(w.Sandbox.Connect) != 2 || len(w.Env) != 2 || w.Restart != 3 {
+		t.Errorf("wrap = %+v", w)
+	}
+	if d := w.DecideTool(&auth.Principal{}, "elicit (form)"); !d.Allow {
+		t.Errorf("a tool name with spaces and parentheses: %+v", d)
+	}
+}
