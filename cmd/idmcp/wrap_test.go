@@ -644,41 +644,42 @@ read = ["%s"]
 	model := &fakeModel{}
 	opts := []client.ClientOption{client.WithSamplingHandler(model)}
 
-	s, err := startWrapWith(t, opts, dataDir, tok, true, nil, "--profile", "host", "--policy", policy(true), "--", node, js)
-	if err != nil {
-		t.Fatalf("start: %v\n%s", err, s.stderr())
-	}
-	if !slices.Contains(s.tools(t), "trigger-sampling-request") {
-		t.Fatalf("tools %v: the child was not told the host can sample", s.tools(t))
-	}
-	text, isErr, err := s.call(t, "trigger-sampling-request", map[string]any{"prompt": "hello", "maxTokens": 10})
-	if err != nil || isErr || !strings.Contains(text, "the host's model answers") || model.asked.Load() != 1 {
-		t.Fatalf("sampling through the relay = %q %v %v (asked %d)", text, isErr, err, model.asked.Load())
-	}
-	progress := make(chan mcp.JSONRPCNotification, 16)
-	s.c.OnNotification(func(n mcp.JSONRPCNotification) {
-		if n.Method == "notifications/progress" {
-			progress <- n
+	for _, legacy := range []bool{true, false} {
+		s, err := startWrapWith(t, opts, dataDir, tok, legacy, nil, "--profile", "host", "--policy", policy(true), "--", node, js)
+		if err != nil {
+			t.Fatalf("start: %v\n%s", err, s.stderr())
 		}
-	})
-	req := mcp.CallToolRequest{}
-	req.Params.Name = "trigger-long-running-operation"
-	req.Params.Arguments = map[string]any{"duration": 1, "steps": 2}
-	req.Params.Meta = &mcp.Meta{ProgressToken: "tok-42"}
-	if _, err := s.c.CallTool(context.Background(), req); err != nil {
-		t.Fatalf("long-running operation: %v", err)
-	}
-	select {
-	case n := <-progress:
-		if b, _ := json.Marshal(n.Params); !strings.Contains(string(b), "tok-42") {
-			t.Errorf("progress %s lacks the host's token", b)
+		if !slices.Contains(s.tools(t), "trigger-sampling-request") {
+			t.Fatalf("tools %v: the child was not told the host can sample", s.tools(t))
 		}
-	case <-time.After(10 * time.Second):
-		t.Error("no progress notification relayed")
+		text, isErr, err := s.call(t, "trigger-sampling-request", map[string]any{"prompt": "hello", "maxTokens": 10})
+		if err != nil || isErr || !strings.Contains(text, "the host's model answers") || model.asked.Load() == 0 {
+			t.Fatalf("sampling through the relay = %q %v %v (asked %d)", text, isErr, err, model.asked.Load())
+		}
+		progress := make(chan mcp.JSONRPCNotification, 16)
+		s.c.OnNotification(func(n mcp.JSONRPCNotification) {
+			if n.Method == "notifications/progress" {
+				progress <- n
+			}
+		})
+		req := mcp.CallToolRequest{}
+		req.Params.Name = "trigger-long-running-operation"
+		req.Params.Arguments = map[string]any{"duration": 1, "steps": 2}
+		req.Params.Meta = &mcp.Meta{ProgressToken: "tok-42"}
+		if _, err := s.c.CallTool(context.Background(), req); err != nil {
+			t.Fatalf("long-running operation: %v", err)
+		}
+		select {
+		case n := <-progress:
+			if b, _ := json.Marshal(n.Params); !strings.Contains(string(b), "tok-42") {
+				t.Errorf("progress %s lacks the host's token", b)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("no progress notification relayed")
+		}
+		s.exit(t)
 	}
-	s.exit(t)
 
-	s = mustWrap(t, dataDir, tok, true, nil, "--profile", "host", "--policy", policy(false), "--", node, js)
 	s2, err := startWrapWith(t, opts, dataDir, tok, true, nil, "--profile", "host", "--policy", policy(false), "--", node, js)
 	if err != nil {
 		t.Fatal(err)
@@ -686,11 +687,10 @@ read = ["%s"]
 	if slices.Contains(s2.tools(t), "trigger-sampling-request") {
 		t.Error("allow_sampling = false, yet the child was told the host can sample")
 	}
-	s.exit(t)
 	s2.exit(t)
 	rows := rowsOf(auditRows(t, dataDir), "sampling/createMessage", "")
-	if len(rows) != 2 || rows[0]["decision"] != "allow" || rows[0]["outcome"] != "started" || rows[1]["outcome"] != "ok" {
-		t.Errorf("sampling rows = %v, want an allow row before and an ok row after", rows)
+	if len(rows) != 4 || rows[0]["decision"] != "allow" || rows[0]["outcome"] != "started" || rows[1]["outcome"] != "ok" || rows[3]["outcome"] != "ok" {
+		t.Errorf("sampling rows = %v, want per era an allow row before and an ok row after", rows)
 	}
 }
 
