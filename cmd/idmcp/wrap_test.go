@@ -873,3 +873,40 @@ func TestWrap_ChildStderrRedacted(t *testing.T) {
 		t.Errorf("the child's token reached the log unredacted:\n%s", errOut)
 	}
 }
+
+type fakeUser struct{ asked atomic.Int32 }
+
+func (u *fakeUser) Elicit(context.Context, mcp.ElicitationRequest) (*mcp.ElicitationResult, error) {
+	u.asked.Add(1)
+	return &mcp.ElicitationResult{ElicitationResponse: mcp.ElicitationResponse{Action: mcp.ElicitationResponseActionDecline}}, nil
+}
+
+// TestWrap_EverythingElicitation: elicitation reaches the user only with
+// allow_elicitation, and is audited.
+func TestWrap_EverythingElicitation(t *testing.T) {
+	node, js := everythingJS(t)
+	modules := filepath.Dir(filepath.Dir(filepath.Dir(filepath.Dir(js))))
+	dataDir := t.TempDir()
+	tok := addSharedProfile(t, dataDir, "host", "ev:read", "")
+	user := &fakeUser{}
+	for _, allow := range []bool{false, true} {
+		pol := writePolicy(t, fmt.Sprintf("[wrap]\nallow_elicitation = %v\n[wrap.tools]\n\"trigger-*\" = {}\n[wrap.sandbox]\nread = [%q]\n", allow, modules))
+		s, err := startWrapWith(t, []client.ClientOption{client.WithElicitationHandler(user)}, dataDir, tok, true, nil, "--profile", "host", "--policy", pol, "--", node, js)
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed := slices.Contains(s.tools(t), "trigger-elicitation-request")
+		if listed != allow {
+			t.Fatalf("allow_elicitation = %v: trigger-elicitation-request listed = %v", allow, listed)
+		}
+		if allow {
+			if _, _, err := s.call(t, "trigger-elicitation-request", map[string]any{}); err != nil || user.asked.Load() != 1 {
+				t.Errorf("elicitation through the relay: %v (asked %d)", err, user.asked.Load())
+			}
+		}
+		s.exit(t)
+	}
+	if rows := rowsOf(auditRows(t, dataDir), "elicitation/create", ""); len(rows) != 2 || rows[1]["outcome"] != "ok" {
+		t.Errorf("elicitation rows = %v", rows)
+	}
+}
