@@ -377,10 +377,24 @@ func (s *Stdio) handle(ctx context.Context, f *Frame) (resp any) {
 			}
 		}
 	}()
-	if m := s.mcp.HandleMessage(ctx, f.Raw); m != nil {
-		return m
+	m := s.mcp.HandleMessage(ctx, f.Raw)
+	if m == nil {
+		return nil
 	}
-	return nil
+	if f.Kind == KindRequest {
+		// mcp-go decodes the id into an any (a float64 for numbers): echo
+		// the client's bytes instead, so a large id comes back unrounded.
+		id := mcp.NewRequestId(f.ID)
+		switch r := m.(type) {
+		case mcp.JSONRPCResponse:
+			r.ID = id
+			return r
+		case mcp.JSONRPCError:
+			r.ID = id
+			return r
+		}
+	}
+	return m
 }
 
 // answer writes c's answer unless the transport already answered it.
