@@ -136,8 +136,15 @@ func (s *Stdio) Listen(ctx context.Context, in io.Reader, out io.Writer) error {
 	defer cancelAll(nil)
 	l := &loop{
 		s: s, w: w, sess: sess, base: base,
-		slots: make(chan struct{}, s.cfg.MaxInFlight), workers: make(chan struct{}, s.cfg.Workers),
+		slots: make(chan struct{}, s.cfg.MaxInFlight), queue: make(chan *call, s.cfg.MaxInFlight),
 		stopping: make(chan struct{}), idle: make(chan struct{}), calls: map[*call]struct{}{},
+	}
+	// tools/call runs on long-lived workers, as in mcp-go: a goroutine per
+	// call paid for growing its stack on every call (about a seventh of the
+	// CPU of a round trip). A worker stuck in a tool that ignores its
+	// context is left behind at shutdown.
+	for range s.cfg.Workers {
+		go l.work()
 	}
 	stopPump, pumped := make(chan struct{}), make(chan struct{})
 	go l.pump(stopPump, pumped)
@@ -174,7 +181,7 @@ type loop struct {
 	base context.Context
 
 	slots    chan struct{} // requests in flight (MaxInFlight)
-	workers  chan struct{} // tools/call running (Workers)
+	queue    chan *call    // tools/call waiting for a worker; never full, as slots bound it
 	stopping chan struct{} // closed when shutdown begins
 
 	mu      sync.Mutex
@@ -289,7 +296,11 @@ func (l *loop) dispatch(line []byte) bool {
 	if !l.admit(c) {
 		return false
 	}
-	go l.serve(c)
+	if f.Method == "tools/call" {
+		l.queue <- c
+	} else {
+		go l.serve(c)
+	}
 	return true
 }
 
@@ -312,23 +323,25 @@ func (l *loop) admit(c *call) bool {
 	return true
 }
 
-// serve runs one request: tools/call on a worker, the gate, then mcp-go.
-// Requests other than tools/call run at once on their own goroutine, as in
-// mcp-go's stdio transport, so a blocking one (subscriptions/listen) cannot
-// stall the rest.
+// work serves queued tools/call requests until Listen returns.
+func (l *loop) work() {
+	for {
+		select {
+		case c := <-l.queue:
+			l.serve(c)
+		case <-l.base.Done():
+			return
+		}
+	}
+}
+
+// serve runs one request: the gate, then mcp-go. Requests other than
+// tools/call run at once on their own goroutine, as in mcp-go's stdio
+// transport, so a blocking one (subscriptions/listen) cannot stall the rest.
 func (l *loop) serve(c *call) {
 	defer l.finish(c)
 	defer c.cancel(nil)
 	ctx := c.ctx
-	if c.f.Method == "tools/call" {
-		select {
-		case l.workers <- struct{}{}:
-			defer func() { <-l.workers }()
-		case <-ctx.Done():
-			l.abandon(c, "cancelled before it started: "+context.Cause(ctx).Error())
-			return
-		}
-	}
 	if ctx.Err() != nil {
 		l.abandon(c, "cancelled before it started: "+context.Cause(ctx).Error())
 		return
