@@ -16,8 +16,8 @@ import (
 )
 
 // testToolsBinary is idmcp built with -tags idmcptest: the product plus
-// test_hang and echo (cmd/idmcp/testtools_on.go), which the product binary
-// never lists.
+// test_hang (cmd/idmcp/testtools_on.go), which the product binary never
+// lists.
 var testToolsBinary = sync.OnceValues(func() (string, error) {
 	out := filepath.Join(filepath.Dir(binPath), "idmcp-testtools")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

@@ -5,5 +5,5 @@ package main
 import "github.com/idmcp/idmcp/tools"
 
 // testTools returns the tools that exist only in test builds: none. Build
-// with -tags idmcptest for test_hang and echo (testtools_on.go).
+// with -tags idmcptest for test_hang (testtools_on.go).
 func testTools() []tools.Spec { return nil }

@@ -14,8 +14,8 @@ import (
 // testTools returns tools that exist only in builds with -tags idmcptest,
 // never in the product binary: test_hang, which blocks until its call is
 // cancelled (or forever, with ignore_cancel), so tests can stop a server
-// with a call in flight; and echo, the tool the benchmarks call on idmcp and
-// on a bare mcp-go server alike. Neither requires a scope.
+// with a call in flight. It requires no scope. (The benchmarks' echo tool is
+// in -tags benchecho builds, benchtool_on.go.)
 func testTools() []tools.Spec {
 	return []tools.Spec{{
 		Name:        "test_hang",
@@ -41,22 +41,6 @@ func testTools() []tools.Spec {
 			}
 			<-ctx.Done()
 			return nil, context.Cause(ctx)
-		},
-	}, {
-		Name:        "echo",
-		Title:       "Echo (test builds only)",
-		Description: "Return the message. Test and benchmark builds only.",
-		InputSchema: json.RawMessage(`{"type":"object","properties":{"message":{"type":"string"}},"required":["message"],"additionalProperties":false}`),
-		ReadOnly:    true,
-		Idempotent:  true,
-		Handler: func(_ context.Context, _ *auth.Principal, raw json.RawMessage) (*tools.Result, error) {
-			var a struct {
-				Message string `json:"message"`
-			}
-			if err := tools.Decode(raw, &a); err != nil {
-				return nil, err
-			}
-			return &tools.Result{Text: a.Message}, nil
 		},
 	}}
 }
