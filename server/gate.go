@@ -96,6 +96,10 @@ func NewStdioGate(cfg StdioGateConfig) (*StdioGate, error) {
 	return &StdioGate{cfg: cfg, log: l}, nil
 }
 
+// Session is the id the gate's audit rows carry; a transport that writes
+// rows of its own uses it too, so that one session reads as one.
+func (g *StdioGate) Session() string { return g.cfg.Session }
+
 // Bound returns the identity the session is bound to, or nil before the
 // first request authenticated.
 func (g *StdioGate) Bound() *auth.Principal {

@@ -105,3 +105,37 @@ func TestStdioGate_ConcurrentFirstRequestsBindOnce(t *testing.T) {
 		t.Fatalf("%d deny rows for %d refusals, want %d", len(rows), denied, rounds*(n-1))
 	}
 }
+
+// TestGate_Check: the adapter for idmcp wrap refuses without the host
+// secret, accepts it in either era, then binds the session.
+func TestGate_Check(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), store.AuditDBName)
+	alog, err := audit.Open(ctx, audit.Config{Path: path, Sync: store.SyncNormal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alog.Close(ctx)
+	host, err := auth.NewHostAuthenticator(auth.HostAuthenticatorConfig{ProfileName: "laptop", Profile: &auth.HostProfile{Name: "laptop"}, Secret: []byte(hostSecret), Human: "tester"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := server.NewGate(server.StdioConfig{Config: server.Config{Audit: alog}, Host: host})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Check(ctx, []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)); auth.KindOf(err) != auth.KindUnauthenticated || g.Principal() != nil {
+		t.Fatalf("no credential: %v, bound %v", err, g.Principal())
+	}
+	p, err := g.Check(ctx, []byte(legacyInitLine("2", authCaps)))
+	if err != nil || p.Profile != "laptop" || g.Principal() != p {
+		t.Fatalf("legacy initialize: %+v %v", p, err)
+	}
+	// A legacy request without a credential rides on the session.
+	if p2, err := g.Check(ctx, []byte(`{"jsonrpc":"2.0","id":3,"method":"tools/list"}`)); err != nil || p2 != p {
+		t.Fatalf("legacy request on the session: %+v %v", p2, err)
+	}
+	if g.Session() == "" {
+		t.Fatal("no session id")
+	}
+}
