@@ -44,6 +44,8 @@ type Frame struct {
 	// It is a secret: never log it or put it in an error.
 	Token  string
 	Client auth.ClientInfo
+	// CancelID is the requestId of a notifications/cancelled.
+	CancelID json.RawMessage
 	// Result and Error are a response's members (KindResponse only).
 	Result json.RawMessage
 	Error  *FrameError
@@ -78,6 +80,7 @@ type wireMessage struct {
 	Params struct {
 		Name         string          `json:"name"`
 		Arguments    json.RawMessage `json:"arguments"`
+		RequestID    json.RawMessage `json:"requestId"`
 		Capabilities *wireCaps       `json:"capabilities"`
 		ClientInfo   *wireClientInfo `json:"clientInfo"`
 		Meta         struct {
@@ -118,8 +121,11 @@ func ParseFrame(raw []byte) (Frame, error) {
 	default:
 		f.Kind, f.ID = KindRequest, w.ID
 	}
-	if w.Method == "tools/call" {
+	switch w.Method {
+	case "tools/call":
 		f.Tool, f.Arguments = w.Params.Name, w.Params.Arguments
+	case "notifications/cancelled":
+		f.CancelID = w.Params.RequestID
 	}
 	m := w.Params.Meta
 	// Versions are dates in YYYY-MM-DD form, so they compare as strings.

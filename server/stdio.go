@@ -137,7 +137,7 @@ func (s *Stdio) Listen(ctx context.Context, in io.Reader, out io.Writer) error {
 	l := &loop{
 		s: s, w: w, sess: sess, base: base,
 		slots: make(chan struct{}, s.cfg.MaxInFlight), queue: make(chan *call, s.cfg.MaxInFlight),
-		stopping: make(chan struct{}), idle: make(chan struct{}), calls: map[*call]struct{}{},
+		stopping: make(chan struct{}), idle: make(chan struct{}), calls: map[*call]struct{}{}, byID: map[string]*call{},
 	}
 	// tools/call runs on long-lived workers, as in mcp-go: a goroutine per
 	// call paid for growing its stack on every call (about a seventh of the
@@ -187,7 +187,8 @@ type loop struct {
 	mu      sync.Mutex
 	stopped bool
 	calls   map[*call]struct{}
-	idle    chan struct{} // closed when stopped and no call is left
+	byID    map[string]*call // the calls by their id's bytes, for notifications/cancelled
+	idle    chan struct{}    // closed when stopped and no call is left
 	idleSet bool
 
 	writeFailed sync.Once
@@ -284,6 +285,11 @@ func (l *loop) dispatch(line []byte) bool {
 		l.sess.deliver(&f)
 		return true
 	case KindNotification:
+		// A cancellation reaches a request still queued for a worker too;
+		// mcp-go knows only those it is running.
+		if f.Method == "notifications/cancelled" && len(f.CancelID) > 0 {
+			l.cancelByID(f.CancelID)
+		}
 		// Notifications (initialized, cancelled) are served in order on the
 		// read loop, as mcp-go does: they are short and carry no answer. They
 		// reach no tool and change nothing the gate decides.
@@ -320,6 +326,7 @@ func (l *loop) admit(c *call) bool {
 	}
 	c.ctx, c.cancel = context.WithCancelCause(l.base)
 	l.calls[c] = struct{}{}
+	l.byID[string(c.f.ID)] = c
 	return true
 }
 
@@ -434,8 +441,30 @@ func (l *loop) finish(c *call) {
 		return
 	}
 	delete(l.calls, c)
+	if l.byID[string(c.f.ID)] == c {
+		delete(l.byID, string(c.f.ID))
+	}
 	<-l.slots
 	l.checkIdle()
+}
+
+// errClientCancelled is the cause of a request the client cancelled. The
+// client's reason text is not used: it is the client's words, not ours, and
+// would land in the audit log unredacted.
+var errClientCancelled = errors.New("cancelled by the client (notifications/cancelled)")
+
+// cancelByID cancels the request in flight with the id the client named.
+func (l *loop) cancelByID(id json.RawMessage) {
+	var buf bytes.Buffer
+	if json.Compact(&buf, id) != nil {
+		return
+	}
+	l.mu.Lock()
+	c := l.byID[buf.String()]
+	l.mu.Unlock()
+	if c != nil {
+		c.cancel(errClientCancelled)
+	}
 }
 
 func (l *loop) checkIdle() {

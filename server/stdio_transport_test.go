@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"path/filepath"
 	"strings"
@@ -327,5 +328,100 @@ func TestStdio_ShutdownCancelsAtDeadline(t *testing.T) {
 	rows, err := r.Query(context.Background(), audit.Filter{Event: audit.EventToolsCall})
 	if err != nil || len(rows) != 1 || !strings.HasPrefix(rows[0].Reason, "allowed; cancelled: server shutting down") {
 		t.Fatalf("rows %+v %v, want one cancelled row", rows, err)
+	}
+}
+
+// TestStdio_HostileConcurrentLoad: 300 tools/call pipelined with garbage,
+// stray responses and notifications between them, a third of them
+// cancelled by the client (notifications/cancelled) while they wait, then
+// EOF. Every request is answered exactly once, every call has exactly one
+// row, and the cancelled ones say so.
+func TestStdio_HostileConcurrentLoad(t *testing.T) {
+	const n = 300
+	wait := tools.Spec{Name: "wait", Description: "waits for cancellation, or returns at once with quick", InputSchema: json.RawMessage(`{"type":"object"}`),
+		Handler: func(ctx context.Context, _ *auth.Principal, raw json.RawMessage) (*tools.Result, error) {
+			var a struct{ Quick bool }
+			_ = json.Unmarshal(raw, &a)
+			if a.Quick {
+				return &tools.Result{Text: "quick"}, nil
+			}
+			select {
+			case <-ctx.Done():
+				return nil, context.Cause(ctx)
+			case <-time.After(30 * time.Second):
+				return &tools.Result{Text: "never cancelled"}, nil
+			}
+		}}
+	w := startWire(t, []tools.Spec{wait}, func(c *server.StdioConfig) { c.EnvToken = hostSecret; c.Workers = 4 })
+	var b strings.Builder
+	for i := 1; i <= n; i++ {
+		quick := i%3 != 0
+		fmt.Fprintf(&b, `{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"wait","arguments":{"quick":%v}}}`+"\n", i, quick)
+		switch i % 7 {
+		case 0:
+			b.WriteString("not json at all\n")
+		case 1:
+			fmt.Fprintf(&b, `{"jsonrpc":"2.0","id":%d,"result":{}}`+"\n", 100000+i)
+		case 2:
+			b.WriteString(`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":1}}` + "\n")
+		}
+		if !quick {
+			fmt.Fprintf(&b, `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":%d,"reason":"user"}}`+"\n", i)
+		}
+	}
+	go func() {
+		_, _ = w.in.Write([]byte(b.String()))
+		_ = w.in.Close()
+	}()
+	answers := map[float64]int{}
+	parseErrors := 0
+	for l := range w.lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("line %q: %v", l, err)
+		}
+		id, ok := m["id"].(float64)
+		if !ok {
+			parseErrors++
+			continue
+		}
+		answers[id]++
+	}
+	select {
+	case err := <-w.done:
+		w.done <- err
+		if err != nil {
+			t.Fatalf("Listen: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Listen did not return after EOF")
+	}
+	for i := 1; i <= n; i++ {
+		if answers[float64(i)] != 1 {
+			t.Errorf("id %d answered %d times", i, answers[float64(i)])
+		}
+	}
+	if len(answers) != n || parseErrors != n/7 {
+		t.Errorf("%d ids answered, %d parse errors; want %d and %d", len(answers), parseErrors, n, n/7)
+	}
+	r, err := audit.OpenReader(context.Background(), w.audit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rows, err := r.Query(context.Background(), audit.Filter{Event: audit.EventToolsCall, Limit: 10000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancelled := 0
+	for _, row := range rows {
+		// Running when cancelled: the tool's own row; still queued for a
+		// worker: the transport's (mcp-go alone would not have seen it).
+		if strings.HasPrefix(row.Reason, "allowed; cancelled: cancelled by the client") || strings.HasPrefix(row.Reason, "not run; cancelled: cancelled before it started: cancelled by the client") {
+			cancelled++
+		}
+	}
+	if len(rows) != n || cancelled != n/3 {
+		t.Fatalf("%d rows, %d cancelled; want %d rows, %d cancelled", len(rows), cancelled, n, n/3)
 	}
 }
