@@ -64,7 +64,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&f.policy, "policy", "", "policy file (TOML): enabled tools, overrides, host grants, claim mapping; see examples/policy.toml")
 	fs.StringVar(&f.workspace, "workspace", "", "directory the files_* tools are confined to (without it they are not registered)")
 	fs.StringVar(&f.sandbox, "sandbox", envOr("IDMCP_SANDBOX", "auto"), "self-sandboxing on Linux: auto (all the kernel supports), strict (refuse to start without Landlock files+network and seccomp), off [$IDMCP_SANDBOX]")
-	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", server.DefaultStdioShutdownTimeout, "stdio: after stdin closes or SIGTERM/SIGINT, how long requests in flight may finish before they are cancelled (a second signal ends at once)")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", server.DefaultStdioShutdownTimeout, "stdio: after stdin closes or SIGTERM/SIGINT, how long requests in flight may finish before they are cancelled (a second signal ends at once); positive")
 	f.http.register(fs)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), serveUsage)
@@ -84,6 +84,9 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	_ = os.Unsetenv("IDMCP_SHARED_SECRET")
 	if f.http.wanted(f.policy) {
 		return serveHTTP(ctx, f, stderr)
+	}
+	if f.shutdownTimeout <= 0 {
+		return &exitError{code: 2, err: fmt.Errorf("--shutdown-timeout %s: must be positive", f.shutdownTimeout)}
 	}
 	if err := f.http.stdioOnly(); err != nil {
 		return &exitError{code: 2, err: err}

@@ -162,3 +162,14 @@ func TestStdio_SecondSignalEndsAtOnce(t *testing.T) {
 		t.Fatalf("ended with %v, want killed by the second SIGTERM", state)
 	}
 }
+
+// TestStdio_ShutdownTimeoutMustBePositive: a zero or negative deadline is a
+// usage error (exit 2), not a silent default.
+func TestStdio_ShutdownTimeoutMustBePositive(t *testing.T) {
+	for _, v := range []string{"0s", "-1s"} {
+		_, stderr, code := runIdmcp(t, nil, "serve", "--shutdown-timeout", v, "--data-dir", t.TempDir())
+		if code != 2 || !strings.Contains(stderr, "--shutdown-timeout "+v+": must be positive") {
+			t.Errorf("--shutdown-timeout %s: exit %d, stderr %q; want exit 2 naming the flag", v, code, stderr)
+		}
+	}
+}
