@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -171,5 +172,55 @@ func TestStdio_ShutdownTimeoutMustBePositive(t *testing.T) {
 		if code != 2 || !strings.Contains(stderr, "--shutdown-timeout "+v+": must be positive") {
 			t.Errorf("--shutdown-timeout %s: exit %d, stderr %q; want exit 2 naming the flag", v, code, stderr)
 		}
+	}
+}
+
+// TestStdio_HostClosedStdout: a host that closes its end of idmcp's stdout
+// while calls are in flight loses their answers, not their rows: the
+// process is not killed by SIGPIPE, records every call, and exits 0 at EOF.
+func TestStdio_HostClosedStdout(t *testing.T) {
+	const n = 50
+	dataDir := t.TempDir()
+	tok := addSharedProfile(t, dataDir, "gone", "todo:read todo:write", "")
+	cmd := exec.Command(binPath, "serve", "--profile", "gone", "--data-dir", dataDir, "--audit-sync", "normal")
+	cmd.Env = cleanEnv("IDMCP_SHARED_SECRET="+tok, "IDMCP_TOKEN="+tok)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	_ = stdout.Close() // the host is gone before the first answer
+	var b bytes.Buffer
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&b, `{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"todo_create","arguments":{"title":"orphan %d"}}}`+"\n", i, i)
+	}
+	_, _ = stdin.Write(b.Bytes())
+	_ = stdin.Close()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatalf("server did not exit; stderr:\n%s", stderr.String())
+	}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signaled() || ws.ExitStatus() != 0 {
+		t.Fatalf("ended with %v, want exit 0 (not SIGPIPE); stderr:\n%s", cmd.ProcessState, stderr.String())
+	}
+	rows := auditRows(t, dataDir, "--event", "tools/call", "--tool", "todo_create", "--limit", "1000")
+	if len(rows) != n {
+		t.Fatalf("%d todo_create rows, want %d", len(rows), n)
+	}
+	if !strings.Contains(stderr.String(), "cannot write to the host") {
+		t.Errorf("stderr does not say the answers were dropped:\n%s", stderr.String())
 	}
 }
