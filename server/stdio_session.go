@@ -90,11 +90,11 @@ type stdioSession struct {
 
 	nextID  atomic.Int64
 	mu      sync.Mutex
-	pending map[int64]chan *FrameResponse
+	pending map[int64]chan *frameResponse
 }
 
-// FrameResponse is the client's answer to a server-initiated request.
-type FrameResponse struct {
+// frameResponse is the client's answer to a server-initiated request.
+type frameResponse struct {
 	Result json.RawMessage
 	Error  *FrameError
 }
@@ -114,7 +114,7 @@ var (
 const notificationBuffer = 100
 
 func newStdioSession(w *lineWriter) *stdioSession {
-	return &stdioSession{w: w, notifications: make(chan mcp.JSONRPCNotification, notificationBuffer), pending: map[int64]chan *FrameResponse{}}
+	return &stdioSession{w: w, notifications: make(chan mcp.JSONRPCNotification, notificationBuffer), pending: map[int64]chan *frameResponse{}}
 }
 
 func (s *stdioSession) SessionID() string { return "stdio" }
@@ -170,7 +170,7 @@ var errSessionClosed = errors.New("stdio session closed")
 // (or ctx).
 func (s *stdioSession) request(ctx context.Context, method mcp.MCPMethod, params any) (json.RawMessage, error) {
 	id := s.nextID.Add(1)
-	ch := make(chan *FrameResponse, 1)
+	ch := make(chan *frameResponse, 1)
 	s.mu.Lock()
 	if s.pending == nil {
 		s.mu.Unlock()
@@ -218,7 +218,7 @@ func (s *stdioSession) deliver(f *Frame) bool {
 	ch, ok := s.pending[id]
 	if ok {
 		select {
-		case ch <- &FrameResponse{Result: f.Result, Error: f.Error}:
+		case ch <- &frameResponse{Result: f.Result, Error: f.Error}:
 		default: // a second answer to the same id is dropped
 		}
 	}
