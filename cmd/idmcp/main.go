@@ -26,7 +26,10 @@ Usage:
                                             run an MCP server behind idmcp's gate, policy, audit and sandbox
   idmcp secret set NAME | remove NAME       a secret for [wrap.env] in the OS keyring (value on stdin)
   idmcp host add NAME [--scopes S] [--roles R] [--no-keyring [--secret-file F]]
-  idmcp host list | rotate NAME | remove NAME
+  idmcp host list | rotate NAME | remove NAME [--uninstall]
+  idmcp host add NAME --install HOST [--scope user|project|local] [--dry-run] [--force]   write HOST's config
+  idmcp host install NAME HOST              install an existing profile (rotates its token)
+  idmcp doctor [--json]                     check keyring, profiles, data dir, audit chain, host files, sandbox
   idmcp audit query [--since 1h] [--subject S] [--tool T] [--decision allow|deny] [--limit N] [--json|--csv]
   idmcp audit tail [-f] | export --format jsonl | sql "SELECT …" | verify | prune --before DATE | schema
   idmcp policy check [--strict] FILE        validate a policy file; print tool → scopes, roles, enabled
@@ -106,6 +109,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdSandbox(args[1:], stdout, stderr)
 	case "policy":
 		return cmdPolicy(ctx, args[1:], stdout, stderr)
+	case "doctor":
+		return cmdDoctor(ctx, args[1:], stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
