@@ -101,6 +101,12 @@ type Policy struct {
 	// identity provider's); empty means no outbound TCP at all. Binding a
 	// TCP port is never allowed: open listeners before Apply.
 	ConnectTCP []uint16
+	// AllowUDP lets the process create UDP sockets (AF_INET/AF_INET6,
+	// SOCK_DGRAM) after Apply, for DNS when the identity provider's host
+	// must be resolved. Without it the seccomp filter refuses them; it
+	// always refuses unix, packet, netlink and raw sockets. Landlock does
+	// not restrict UDP below ABI 10.
+	AllowUDP bool
 	// RequireABI raises the Landlock ABI version ModeStrict demands; 0 means
 	// MinNetworkABI. Values below MinNetworkABI are raised to it, because
 	// strict always requires network rules. It is a test seam.
@@ -191,8 +197,22 @@ type Status struct {
 	// denies (with EPERM).
 	DeniedSyscalls int `json:"denied_syscalls"`
 	// ArgFiltered counts the system calls denied only for some arguments
-	// (clone with namespace flags, socket with IPPROTO_MPTCP).
+	// (clone with namespace flags; socket for anything but the kinds in
+	// Sockets).
 	ArgFiltered int `json:"arg_filtered"`
+	// Sockets are the kinds of socket the seccomp filter still lets the
+	// process create: "tcp", and "udp" when Policy.AllowUDP. Every other
+	// family and type (unix, packet, netlink, raw, MPTCP) is refused.
+	// Probe reports the default, without UDP.
+	Sockets []string `json:"sockets,omitempty"`
+	// CapsDropped are the capabilities Apply removed from every thread
+	// (bounding, ambient, effective, permitted and inheritable sets); from
+	// Probe, those it would remove from this process. Empty when the
+	// process holds none (an ordinary user).
+	CapsDropped []string `json:"caps_dropped,omitempty"`
+	// CapsKept are the capabilities kept (effective and permitted); the
+	// reason is in Notes.
+	CapsKept []string `json:"caps_kept,omitempty"`
 	// ArchGuard is true when system calls of a foreign architecture (i386
 	// int 0x80 on amd64, AArch32 on arm64) kill the process.
 	ArchGuard bool `json:"arch_guard"`
@@ -203,7 +223,7 @@ type Status struct {
 }
 
 // String renders s as one line for stderr, for example
-// "sandbox: landlock ABI 7 (files, tcp, scoping) + seccomp (58 syscalls denied, 2 by argument, arch guard); mode=auto".
+// "sandbox: landlock ABI 7 (files, tcp, scoping) + seccomp (69 syscalls denied, 2 by argument, sockets: tcp only, arch guard) + 41 capabilities dropped; mode=auto".
 func (s Status) String() string {
 	var b strings.Builder
 	b.WriteString("sandbox: ")
@@ -226,10 +246,20 @@ func (s Status) String() string {
 		if s.ArgFiltered > 0 {
 			sc = append(sc, fmt.Sprintf("%d by argument", s.ArgFiltered))
 		}
+		if len(s.Sockets) > 0 {
+			sc = append(sc, "sockets: "+strings.Join(s.Sockets, ", ")+" only")
+		}
 		if s.ArchGuard {
 			sc = append(sc, "arch guard")
 		}
 		parts = append(parts, "seccomp ("+strings.Join(sc, ", ")+")")
+	}
+	if len(s.CapsDropped) > 0 {
+		c := fmt.Sprintf("%d capabilities dropped", len(s.CapsDropped))
+		if len(s.CapsKept) > 0 {
+			c += " (kept " + strings.Join(s.CapsKept, ", ") + ")"
+		}
+		parts = append(parts, c)
 	}
 	switch {
 	case len(parts) > 0:
