@@ -250,7 +250,7 @@ func probeFuncs() map[string]func(*env) (int64, error) {
 		"chown_data":     func(e *env) (int64, error) { return 0, probe.ChmodChown(e.policy.DataDir, true) },
 		"fchmod_data":    func(e *env) (int64, error) { return 0, probe.Fchmod(e.policy.DataDir) },
 		"caps_held":      func(*env) (int64, error) { return probe.CapsHeld() },
-		"int80":         func(*env) (int64, error) { return probe.Int80Getpid() },
+		"int80":          func(*env) (int64, error) { return probe.Int80Getpid() },
 	}
 }
 
