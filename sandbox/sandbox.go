@@ -222,8 +222,11 @@ type Status struct {
 	Notes []string `json:"notes,omitempty"`
 }
 
-// String renders s as one line for stderr, for example
-// "sandbox: landlock ABI 7 (files, tcp, scoping) + seccomp (69 syscalls denied, 2 by argument, sockets: tcp only, arch guard) + 41 capabilities dropped; mode=auto".
+// String renders s as one line for stderr and the server/start audit row,
+// for example "sandbox: landlock ABI 7 (files, tcp, scoping) + seccomp (70
+// denied, 2 by argument, arch guard) + caps dropped; mode=auto". It is kept
+// short (an audit reason is truncated past 256 bytes); the sockets allowed
+// and the capabilities by name are in the JSON form.
 func (s Status) String() string {
 	var b strings.Builder
 	b.WriteString("sandbox: ")
@@ -242,12 +245,9 @@ func (s Status) String() string {
 		parts = append(parts, fmt.Sprintf("landlock ABI %d (%s)", s.LandlockABI, strings.Join(ll, ", ")))
 	}
 	if s.Seccomp {
-		sc := []string{fmt.Sprintf("%d syscalls denied", s.DeniedSyscalls)}
+		sc := []string{fmt.Sprintf("%d denied", s.DeniedSyscalls)}
 		if s.ArgFiltered > 0 {
 			sc = append(sc, fmt.Sprintf("%d by argument", s.ArgFiltered))
-		}
-		if len(s.Sockets) > 0 {
-			sc = append(sc, "sockets: "+strings.Join(s.Sockets, ", ")+" only")
 		}
 		if s.ArchGuard {
 			sc = append(sc, "arch guard")
@@ -255,9 +255,9 @@ func (s Status) String() string {
 		parts = append(parts, "seccomp ("+strings.Join(sc, ", ")+")")
 	}
 	if len(s.CapsDropped) > 0 {
-		c := fmt.Sprintf("%d capabilities dropped", len(s.CapsDropped))
+		c := "caps dropped"
 		if len(s.CapsKept) > 0 {
-			c += " (kept " + strings.Join(s.CapsKept, ", ") + ")"
+			c += " but " + strings.Join(s.CapsKept, ", ")
 		}
 		parts = append(parts, c)
 	}

@@ -194,6 +194,9 @@ func applySandbox(logger *slog.Logger, p sandbox.Policy) (sandbox.Status, error)
 		logger.Warn(st.String())
 	default:
 		attrs := []any{"apply_us", took.Microseconds()}
+		if len(st.Sockets) > 0 {
+			attrs = append(attrs, "sockets", strings.Join(st.Sockets, ","))
+		}
 		if len(st.CapsDropped) > 0 {
 			attrs = append(attrs, "caps_dropped", strings.Join(st.CapsDropped, ","))
 		}
