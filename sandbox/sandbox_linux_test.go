@@ -521,6 +521,36 @@ func TestApply_AllowUDP(t *testing.T) {
 	}
 }
 
+// TestApply_KeepsDACOverrideForForeignDataDir runs as root with a data dir
+// owned by another user (mode 0700): the sandbox keeps cap_dac_override
+// alone, says why, and SQLite-like work in the data dir still succeeds;
+// everything else is dropped.
+func TestApply_KeepsDACOverrideForForeignDataDir(t *testing.T) {
+	requireLandlock(t)
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: only root holds capabilities to keep")
+	}
+	t.Parallel()
+	f := newFixture(t)
+	mustNoErr(t, os.Chown(f.data, 65534, 65534))
+	r := runProbe(t, f, f.policy(sandbox.ModeAuto), []string{"data_rw", "caps_held", "chmod_data"})
+	st := r.apply.Status
+	if r.apply.Error != "" {
+		t.Fatalf("apply: %s", r.apply.Error)
+	}
+	if got := strings.Join(st.CapsKept, ","); got != "cap_dac_override" || !strings.Contains(strings.Join(st.Notes, ";"), "belongs to uid 65534") {
+		t.Errorf("CapsKept=%q Notes=%q, want cap_dac_override kept, naming the owner", got, st.Notes)
+	}
+	for name, want := range map[string]string{"data_rw": "ok", "chmod_data": "EPERM"} {
+		if got := outcome(r.probes[name]); got != want {
+			t.Errorf("probe %s: got %s, want %s (%s)", name, got, want, r.probes[name].Err)
+		}
+	}
+	if got := r.probes["caps_held"].Value; got != 1 {
+		t.Errorf("caps_held=%d, want 1 (cap_dac_override only)", got)
+	}
+}
+
 // TestApply_ArchGuard makes an i386 system call (int $0x80) from the amd64
 // probe. Without the sandbox it returns the pid; with it the process must
 // die from SIGSYS, because the deny list alone would let it through.
