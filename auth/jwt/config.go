@@ -78,8 +78,8 @@ type ClaimMapping struct {
 
 // Default claim names.
 var (
-	defaultScopeClaims = []string{"scope", "scp", "permissions"}
-	defaultRoleClaims  = []string{"roles"}
+	defaultScopeClaims  = []string{"scope", "scp", "permissions"}
+	defaultRoleClaims   = []string{"roles"}
 	defaultClientClaims = []string{"client_id", "azp"}
 )
 
