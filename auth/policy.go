@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"net/url"
 	"os"
@@ -130,18 +129,6 @@ type ClaimMapping struct {
 	ScopePrefix string
 }
 
-// HTTPSettings mirrors the HTTP transport's flags so that a deployment can
-// live in one reviewed file. Empty fields are unset.
-type HTTPSettings struct {
-	Addr           string
-	Issuer         string
-	Resource       string
-	Audiences      []string
-	JWKSURL        string
-	AllowedOrigins []string
-	TrustedProxies []string // addresses or CIDR prefixes
-}
-
 // policyFile is the TOML schema. Its tags are the only keys accepted.
 type policyFile struct {
 	Version int `toml:"version"`
@@ -158,15 +145,7 @@ type policyFile struct {
 	Audit struct {
 		RedactKeys []string `toml:"redact_keys"`
 	} `toml:"audit"`
-	HTTP *struct {
-		Addr           string   `toml:"addr"`
-		Issuer         string   `toml:"issuer"`
-		Resource       string   `toml:"resource"`
-		Audiences      []string `toml:"audiences"`
-		JWKSURL        string   `toml:"jwks_url"`
-		AllowedOrigins []string `toml:"allowed_origins"`
-		TrustedProxies []string `toml:"trusted_proxies"`
-	} `toml:"http"`
+	HTTP *httpFile `toml:"http"`
 }
 
 type grantFile struct {
@@ -269,27 +248,11 @@ func ParsePolicy(name string, data []byte) (*Policy, error) {
 	}
 	p.RedactKeys = slices.Clone(pf.Audit.RedactKeys)
 	if h := pf.HTTP; h != nil {
-		if h.Addr != "" {
-			if _, _, err := net.SplitHostPort(h.Addr); err != nil {
-				return nil, p.errorf(toml.Key{"http", "addr"}, "%q is not host:port (e.g. \"127.0.0.1:8080\")", h.Addr)
-			}
-		}
-		for _, u := range []struct{ key, val string }{{"issuer", h.Issuer}, {"resource", h.Resource}, {"jwks_url", h.JWKSURL}} {
-			if err := validURL(u.val, false); u.val != "" && err != nil {
-				return nil, p.errorf(toml.Key{"http", u.key}, "%v", err)
-			}
-		}
-		if err := p.checkList(toml.Key{"http", "audiences"}, h.Audiences, validAudience, "audience"); err != nil {
+		hs, err := p.parseHTTP(h)
+		if err != nil {
 			return nil, err
 		}
-		if err := p.checkList(toml.Key{"http", "allowed_origins"}, h.AllowedOrigins, func(s string) error { return validURL(s, true) }, "origin"); err != nil {
-			return nil, err
-		}
-		if err := p.checkList(toml.Key{"http", "trusted_proxies"}, h.TrustedProxies, func(s string) error { _, err := ParsePrefix(s); return err }, "proxy"); err != nil {
-			return nil, err
-		}
-		p.HTTP = &HTTPSettings{Addr: h.Addr, Issuer: h.Issuer, Resource: h.Resource, Audiences: slices.Clone(h.Audiences),
-			JWKSURL: h.JWKSURL, AllowedOrigins: slices.Clone(h.AllowedOrigins), TrustedProxies: slices.Clone(h.TrustedProxies)}
+		p.HTTP = hs
 	}
 	return p, nil
 }
