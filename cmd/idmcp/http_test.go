@@ -159,8 +159,10 @@ func TestServeHTTP_ResourceServer(t *testing.T) {
 		if status != http.StatusUnauthorized {
 			t.Fatalf("status=%d, want 401", status)
 		}
-		m := regexp.MustCompile(`^Bearer resource_metadata="([^"]+)"$`).FindStringSubmatch(hdr.Get("WWW-Authenticate"))
-		if m == nil {
+		// The challenge names the metadata and the scopes the tools need
+		// (MCP authorization: clients request what the 401 names).
+		m := regexp.MustCompile(`^Bearer resource_metadata="([^"]+)", scope="([^"]+)"$`).FindStringSubmatch(hdr.Get("WWW-Authenticate"))
+		if m == nil || !slices.Contains(strings.Fields(m[2]), "todo:write") {
 			t.Fatalf("WWW-Authenticate=%q", hdr.Get("WWW-Authenticate"))
 		}
 		resp, err := http.Get(m[1])
@@ -182,7 +184,8 @@ func TestServeHTTP_ResourceServer(t *testing.T) {
 			t.Fatalf("metadata at %s: %d %+v", m[1], resp.StatusCode, md)
 		}
 		status, hdr, _ = s.post(t, token("alice", "todo:read", "aud", "https://other.example/mcp"), list)
-		if status != http.StatusUnauthorized || !strings.HasPrefix(hdr.Get("WWW-Authenticate"), `Bearer error="invalid_token", resource_metadata=`) {
+		if status != http.StatusUnauthorized || !strings.HasPrefix(hdr.Get("WWW-Authenticate"), `Bearer error="invalid_token", resource_metadata=`) ||
+			!strings.Contains(hdr.Get("WWW-Authenticate"), `error_description="the access token was not issued for this resource (audience)"`) {
 			t.Fatalf("wrong audience: %d %q", status, hdr.Get("WWW-Authenticate"))
 		}
 	})
