@@ -40,8 +40,15 @@ var bearerResourceRE = regexp.MustCompile(`msg="serving MCP over HTTP".*? resour
 // it logs that it serves; it is stopped with SIGTERM when the test ends.
 func startBearerServer(t *testing.T, args ...string) *bearerServer {
 	t.Helper()
+	return startBearerServerWith(t, nil, args...)
+}
+
+// startBearerServerWith is startBearerServer with env added to the clean
+// environment.
+func startBearerServerWith(t *testing.T, env []string, args ...string) *bearerServer {
+	t.Helper()
 	cmd := exec.Command(binPath, append([]string{"serve"}, args...)...)
-	cmd.Env = cleanEnv()
+	cmd.Env = cleanEnv(env...)
 	s := &bearerServer{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = io.Discard, s.stderr
 	if err := cmd.Start(); err != nil {
