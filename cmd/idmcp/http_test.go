@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -433,4 +434,85 @@ func TestServeHTTP_TrustedProxy(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestServeHTTP_RateLimitSettings drives the operator's rate-limit knobs
+// through the binary: past the failed-authentication budget junk gets 429
+// but a token signed by the issuer's key that is only expired or for
+// another audience still gets its 401 invalid_token (clients behind one NAT
+// learn to refresh); the per-subject limit follows --subject-rate/-burst
+// and the policy, and 0 turns it off.
+func TestServeHTTP_RateLimitSettings(t *testing.T) {
+	t.Parallel()
+	iss := jwttest.NewIssuer(t, jwttest.Options{})
+	list := `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}`
+
+	t.Run("FailedAuthBudget", func(t *testing.T) {
+		t.Parallel()
+		s := startBearerServer(t, "--http", "127.0.0.1:0", "--issuer", iss.URL, "--data-dir", t.TempDir(),
+			"--failed-auth-rate", "0.001", "--failed-auth-burst", "2")
+		now := time.Now()
+		expired := iss.Token(t, jwttest.Edit(iss.Claims("alice", s.resource, "todo:read", now), "exp", now.Add(-time.Hour).Unix(), "iat", now.Add(-2*time.Hour).Unix()))
+		otherAud := iss.Token(t, iss.Claims("alice", "https://other.example/mcp", "todo:read", now))
+		for i := range 2 {
+			if status, _, _ := s.post(t, "junk-"+strconv.Itoa(i), list); status != http.StatusUnauthorized {
+				t.Fatalf("junk %d within the budget: %d, want 401", i, status)
+			}
+		}
+		status, hdr, _ := s.post(t, "junk-3", list)
+		if status != http.StatusTooManyRequests || hdr.Get("Retry-After") == "" {
+			t.Fatalf("junk past the budget: %d (Retry-After %q), want 429", status, hdr.Get("Retry-After"))
+		}
+		for name, c := range map[string]struct{ tok, desc string }{
+			"Expired": {expired, "expired"}, "OtherAudience": {otherAud, "audience"},
+		} {
+			status, hdr, _ := s.post(t, c.tok, list)
+			if ch := hdr.Get("WWW-Authenticate"); status != http.StatusUnauthorized || !strings.Contains(ch, `error="invalid_token"`) || !strings.Contains(ch, c.desc) {
+				t.Errorf("%s genuine token past the budget: %d %q, want 401 invalid_token (%s)", name, status, ch, c.desc)
+			}
+		}
+		// A forged token with the issuer's kid is junk, not genuine.
+		forged := jwttest.SignWith(t, jwttest.NewRSAKey(t, "rsa-1"), iss.Claims("alice", s.resource, "todo:read", now), nil)
+		if status, _, _ := s.post(t, forged, list); status != http.StatusTooManyRequests {
+			t.Errorf("forged token past the budget: %d, want 429", status)
+		}
+		if status, _, _ := s.post(t, iss.Token(t, iss.Claims("bob", s.resource, "todo:read", now)), list); status != http.StatusOK {
+			t.Errorf("good token from the same address: %d, want 200", status)
+		}
+	})
+	t.Run("SubjectRateFlag", func(t *testing.T) {
+		t.Parallel()
+		s := startBearerServer(t, "--http", "127.0.0.1:0", "--issuer", iss.URL, "--data-dir", t.TempDir(),
+			"--subject-rate", "0.001", "--subject-burst", "3")
+		tok := iss.Token(t, iss.Claims("carol", s.resource, "todo:read", time.Now()))
+		for i := range 3 {
+			if status, _, body := s.post(t, tok, list); status != http.StatusOK {
+				t.Fatalf("request %d within the burst: %d %s", i, status, body)
+			}
+		}
+		if status, hdr, _ := s.post(t, tok, list); status != http.StatusTooManyRequests || hdr.Get("Retry-After") == "" {
+			t.Fatalf("4th request: %d, want 429 with Retry-After", status)
+		}
+	})
+	t.Run("SubjectRateOffInPolicy", func(t *testing.T) {
+		t.Parallel()
+		pol := filepath.Join(t.TempDir(), "policy.toml")
+		if err := os.WriteFile(pol, []byte("version = 1\n[http]\nsubject_rate = 0\nsubject_burst = 1\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s := startBearerServer(t, "--http", "127.0.0.1:0", "--issuer", iss.URL, "--data-dir", t.TempDir(), "--policy", pol)
+		tok := iss.Token(t, iss.Claims("dave", s.resource, "todo:read", time.Now()))
+		for i := range 60 {
+			if status, _, body := s.post(t, tok, list); status != http.StatusOK {
+				t.Fatalf("request %d with subject_rate = 0: %d %s", i, status, body)
+			}
+		}
+	})
+	t.Run("BadFlag", func(t *testing.T) {
+		t.Parallel()
+		_, errOut, code := runIdmcp(t, nil, "serve", "--http", "127.0.0.1:0", "--issuer", iss.URL, "--subject-rate", "-1")
+		if code == 0 || !strings.Contains(errOut, "want requests per second") {
+			t.Fatalf("--subject-rate -1: exit %d, stderr %q", code, errOut)
+		}
+	})
 }
