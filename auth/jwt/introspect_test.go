@@ -402,3 +402,58 @@ func TestIntrospectionConfig_Validate(t *testing.T) {
 		}
 	}
 }
+
+// FuzzIntrospectionAnswer feeds arbitrary answer bodies, as a hostile or
+// broken introspection endpoint could send them, to each kind of
+// Introspector: it must never panic, must answer with a principal or a typed
+// refusal, and must accept only answers that name an accepted audience (or,
+// for GitHub, the app's own token) and a subject.
+func FuzzIntrospectionAnswer(f *testing.F) {
+	for _, seed := range []string{
+		`{"active":true,"sub":"a","aud":"` + aud + `","exp":99999999999}`,
+		`{"active":true,"sub":"a","aud":["` + aud + `"],"exp":"99999999999","scope":["x",1,null]}`,
+		`{"active":"true"}`, `{"active":false}`, `[]`, `null`, `{"aud":{"x":1}}`,
+		`{"sub":"1","aud":"` + aud + `","exp":"1e400","expires_in":"-5"}`,
+		`{"user":{"login":["x"]},"app":{"client_id":7},"scopes":"repo","expires_at":"yesterday"}`,
+		`{"active":true,"sub":"a","aud":"` + aud + `","act":{"act":{"act":1}}}`,
+	} {
+		f.Add(seed)
+	}
+	var body atomic.Value
+	body.Store("")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(body.Load().(string)))
+	}))
+	f.Cleanup(srv.Close)
+	var ins []*jwtauth.Introspector
+	for _, cfg := range []jwtauth.IntrospectionConfig{
+		{Kind: jwtauth.IntrospectRFC7662, URL: srv.URL + "/introspect", Issuer: opaqueIssuer, Audiences: []string{aud}, CacheSize: -1},
+		{Kind: jwtauth.IntrospectGoogle, URL: srv.URL + "/tokeninfo", Issuer: "https://accounts.google.com", Audiences: []string{aud}, CacheSize: -1},
+		{Kind: jwtauth.IntrospectGitHub, URL: srv.URL, Issuer: "https://github.com", ClientID: "c", ClientSecret: "s", CacheSize: -1},
+	} {
+		i, err := jwtauth.NewIntrospector(cfg)
+		if err != nil {
+			f.Fatal(err)
+		}
+		ins = append(ins, i)
+	}
+	n := 0
+	f.Fuzz(func(t *testing.T, answer string) {
+		body.Store(answer)
+		for _, i := range ins {
+			n++
+			// A fresh token each time: the negative cache must not answer.
+			p, err := i.Verify(context.Background(), fmt.Sprintf("tok-%d", n))
+			if err != nil {
+				if p != nil || kindOf(err) == 0 {
+					t.Fatalf("bad refusal %v / %+v", err, p)
+				}
+				continue
+			}
+			if p == nil || p.Subject == "" {
+				t.Fatalf("accepted without a subject: %+v", p)
+			}
+		}
+	})
+}
