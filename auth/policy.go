@@ -127,6 +127,9 @@ type ClaimMapping struct {
 	ScopeClaims []string
 	RoleClaims  []string
 	ScopePrefix string
+	// ClientClaims are where the agent (OAuth client) is: "client_id",
+	// "azp", Okta's "cid", Entra v1's "appid"; the first present wins.
+	ClientClaims []string
 }
 
 // policyFile is the TOML schema. Its tags are the only keys accepted.
@@ -137,9 +140,10 @@ type policyFile struct {
 		Override map[string]grantFile `toml:"override"`
 	} `toml:"tools"`
 	Claims *struct {
-		ScopeClaims []string `toml:"scope_claims"`
-		RoleClaims  []string `toml:"role_claims"`
-		ScopePrefix string   `toml:"scope_prefix"`
+		ScopeClaims  []string `toml:"scope_claims"`
+		RoleClaims   []string `toml:"role_claims"`
+		ScopePrefix  string   `toml:"scope_prefix"`
+		ClientClaims []string `toml:"client_claims"`
 	} `toml:"claims"`
 	Hosts map[string]grantFile `toml:"hosts"`
 	Audit struct {
@@ -233,7 +237,7 @@ func ParsePolicy(name string, data []byte) (*Policy, error) {
 		for _, l := range []struct {
 			key  string
 			list []string
-		}{{"scope_claims", c.ScopeClaims}, {"role_claims", c.RoleClaims}} {
+		}{{"scope_claims", c.ScopeClaims}, {"role_claims", c.RoleClaims}, {"client_claims", c.ClientClaims}} {
 			if err := p.checkList(toml.Key{"claims", l.key}, l.list, validClaimPath, "claim"); err != nil {
 				return nil, err
 			}
@@ -241,7 +245,8 @@ func ParsePolicy(name string, data []byte) (*Policy, error) {
 		if strings.ContainsFunc(c.ScopePrefix, unicode.IsSpace) || len(c.ScopePrefix) > maxTokenLen {
 			return nil, p.errorf(toml.Key{"claims", "scope_prefix"}, "prefix %q must be at most %d bytes without spaces", c.ScopePrefix, maxTokenLen)
 		}
-		p.Claims = &ClaimMapping{ScopeClaims: slices.Clone(c.ScopeClaims), RoleClaims: slices.Clone(c.RoleClaims), ScopePrefix: c.ScopePrefix}
+		p.Claims = &ClaimMapping{ScopeClaims: slices.Clone(c.ScopeClaims), RoleClaims: slices.Clone(c.RoleClaims), ScopePrefix: c.ScopePrefix,
+			ClientClaims: slices.Clone(c.ClientClaims)}
 	}
 	if err := p.checkList(toml.Key{"audit", "redact_keys"}, pf.Audit.RedactKeys, validRedactKey, "key"); err != nil {
 		return nil, err

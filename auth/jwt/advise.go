@@ -208,7 +208,7 @@ func adviseToken(ctx context.Context, a *Advice, cfg AdviseConfig, add func(leve
 	for _, c := range []string{"client_id", "azp", "cid", "appid"} {
 		if v, ok := claims[c].(string); ok && v != "" {
 			if !slices.Contains(conv.Claims.withDefaults(ClaimMapping{}).ClientClaims, c) {
-				add("warn", "the client is in %s (%q): client_claims is not settable yet in the policy; provider = %q reads it", c, v, map[string]string{"cid": "okta", "appid": "entra"}[c])
+				add("need", "the client is in %s (%q): [claims] client_claims = [%q] (provider = %q reads it)", c, v, c, map[string]string{"cid": "okta", "appid": "entra"}[c])
 			}
 			break
 		}
