@@ -457,3 +457,31 @@ func FuzzIntrospectionAnswer(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkIntrospector measures one verification of an opaque token: a
+// cache hit (the common case), and a miss that asks a loopback RFC 7662
+// endpoint (the real HTTP round trip, JSON decoding and claim mapping).
+func BenchmarkIntrospector(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = fmt.Fprintf(w, `{"active":true,"sub":"alice","client_id":"agent","aud":%q,"scope":"todo:read todo:write","exp":%d}`, aud, time.Now().Add(time.Hour).Unix())
+	}))
+	b.Cleanup(srv.Close)
+	for _, c := range []struct {
+		name string
+		size int
+	}{{"CacheHit", 0}, {"Miss", -1}} {
+		b.Run(c.name, func(b *testing.B) {
+			i, err := jwtauth.NewIntrospector(jwtauth.IntrospectionConfig{URL: srv.URL, Issuer: opaqueIssuer, Audiences: []string{aud}, CacheSize: c.size})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			for b.Loop() {
+				if _, err := i.Verify(ctx, "opaque-token"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
