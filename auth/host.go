@@ -25,6 +25,26 @@ type HostProfile struct {
 	Rotated time.Time `json:"rotated,omitzero"`
 }
 
+// Validate checks the profile's name, and that each scope is an RFC 6749
+// scope token and each role printable text without spaces, as the policy
+// file requires of them.
+func (p *HostProfile) Validate() error {
+	if err := ValidateProfileName(p.Name); err != nil {
+		return err
+	}
+	for _, s := range p.Scopes {
+		if err := validScope(s); err != nil {
+			return fmt.Errorf("scope %q: %w: %w", s, err, ErrInvalidConfig)
+		}
+	}
+	for _, r := range p.Roles {
+		if err := validRole(r); err != nil {
+			return fmt.Errorf("role %q: %w: %w", r, err, ErrInvalidConfig)
+		}
+	}
+	return nil
+}
+
 var profileNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 // ValidateProfileName checks that name is usable as a profile and keyring

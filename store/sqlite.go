@@ -105,42 +105,60 @@ func OpenSQLite(ctx context.Context, path string, readOnly bool, sync Sync, migr
 	return db, nil
 }
 
+// migrate applies what is missing of migrations. Several processes may open
+// a new data dir at once (a host starting two idmcp entries): each migration
+// runs in its own BEGIN IMMEDIATE transaction (the writer DSN sets _txlock),
+// and the schema version is read inside it, under SQLite's write lock, so a
+// second process waits for the first and then sees the migration applied
+// instead of applying it again.
 func migrate(ctx context.Context, db *sql.DB, migrations fs.FS) error {
 	names, err := fs.Glob(migrations, "*.sql")
 	if err != nil {
 		return err
 	}
 	sort.Strings(names)
+	for i, name := range names {
+		if err := migrateOne(ctx, db, migrations, name, i+1); err != nil {
+			return err
+		}
+	}
 	var version int
 	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
 		return err
 	}
-	for i, name := range names {
-		if i < version {
-			continue
-		}
-		body, err := fs.ReadFile(migrations, name)
-		if err != nil {
-			return err
-		}
-		tx, err := db.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
-			_ = tx.Rollback()
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", i+1)); err != nil {
-			_ = tx.Rollback()
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-	}
 	if version > len(names) {
 		return errors.New("database schema is newer than this idmcp; upgrade idmcp")
+	}
+	return nil
+}
+
+// migrateOne applies migration name as schema version want, unless the
+// version read under the write lock shows it applied already.
+func migrateOne(ctx context.Context, db *sql.DB, migrations fs.FS, name string, want int) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	var version int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return err
+	}
+	if version >= want {
+		return nil
+	}
+	body, err := fs.ReadFile(migrations, name)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", want)); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
 }

@@ -183,3 +183,80 @@ func TestMetadata_MarkedDev(t *testing.T) {
 		t.Fatalf("metadata %v", m)
 	}
 }
+
+// TestToken_ExchangeNeverOutlivesSubject: an exchanged token expires when
+// its subject token does (a chain of exchanges once renewed a token up to
+// the act-chain depth), and a subject token minted for another audience is
+// not exchanged.
+func TestToken_ExchangeNeverOutlivesSubject(t *testing.T) {
+	key, err := devissuer.LoadOrCreateKey(filepath.Join(t.TempDir(), devissuer.KeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clients := devissuer.DefaultClients([]string{"todo:read"})
+	secrets := map[string]string{}
+	for i := range clients {
+		clients[i].Secret = devissuer.NewSecret()
+		secrets[clients[i].ID] = clients[i].Secret
+	}
+	now := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	srv := httptest.NewServer(nil)
+	t.Cleanup(srv.Close)
+	iss, err := devissuer.New(devissuer.Config{Issuer: srv.URL, Resource: resource, Key: key, Clients: clients, TTL: 15 * time.Minute, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Config.Handler = iss.Handler()
+	exchange := func(client, subjectToken string) (int, map[string]any) {
+		return postToken(t, srv, client, secrets[client], url.Values{"grant_type": {devissuer.GrantExchange}, "subject_token": {subjectToken}, "subject_token_type": {devissuer.TokenTypeAccess}})
+	}
+	_, body := postToken(t, srv, "alice", secrets["alice"], url.Values{"grant_type": {"client_credentials"}})
+	aliceTok := body["access_token"].(string)
+	aliceExp := now.Add(15 * time.Minute)
+
+	now = now.Add(10 * time.Minute)
+	status, body := exchange("agent", aliceTok)
+	if status != 200 {
+		t.Fatalf("exchange: %d %v", status, body)
+	}
+	if got := body["expires_in"]; got != float64(300) {
+		t.Errorf("expires_in %v, want 300 (what is left of the subject token)", got)
+	}
+	once := body["access_token"].(string)
+	c, err := key.Parse(once, srv.URL, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.ExpiresAt.Equal(aliceExp) {
+		t.Errorf("exchanged exp %v, want the subject's %v", c.ExpiresAt.Time, aliceExp)
+	}
+	// A second exchange, later, still ends with alice's token.
+	now = now.Add(4 * time.Minute)
+	status, body = exchange("sub-agent", once)
+	if status != 200 {
+		t.Fatalf("second exchange: %d %v", status, body)
+	}
+	c, err = key.Parse(body["access_token"].(string), srv.URL, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.ExpiresAt.Equal(aliceExp) {
+		t.Errorf("second exchange exp %v, want the subject's %v", c.ExpiresAt.Time, aliceExp)
+	}
+	// Past alice's expiry nothing is exchanged.
+	now = aliceExp.Add(time.Second)
+	if status, body := exchange("agent", once); status != 400 || body["error"] != "invalid_grant" {
+		t.Errorf("exchange of an expired token: %d %v, want invalid_grant", status, body)
+	}
+
+	// A token of this issuer for another resource is not exchanged.
+	now = time.Date(2026, 12, 6, 11, 0, 0, 0, time.UTC)
+	other, err := key.Mint(devissuer.MintRequest{Issuer: srv.URL, Subject: "alice", Audience: []string{"https://other.example/mcp"}, Scopes: []string{"todo:read"}, TTL: time.Minute, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, body = exchange("agent", other)
+	if status != 400 || body["error"] != "invalid_grant" || !strings.Contains(body["error_description"].(string), resource) {
+		t.Errorf("exchange of a token for another audience: %d %v, want invalid_grant naming %s", status, body, resource)
+	}
+}

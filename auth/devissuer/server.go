@@ -256,6 +256,22 @@ func (i *Issuer) token(w http.ResponseWriter, r *http.Request) {
 			tokenError(w, http.StatusBadRequest, "invalid_grant", "subject_token is not a valid token of this issuer")
 			return
 		}
+		// The subject token must be one this issuer minted for this
+		// resource: a token for another audience is not exchanged into one
+		// for this server (RFC 8693 §2.1 leaves the check to the issuer).
+		if !slices.Contains(subj.Audience, i.cfg.Resource) {
+			tokenError(w, http.StatusBadRequest, "invalid_grant", fmt.Sprintf("subject_token was not issued for %s", i.cfg.Resource))
+			return
+		}
+		// An exchanged token never outlives its subject token, so a chain of
+		// exchanges cannot renew a token indefinitely.
+		if left := subj.ExpiresAt.Sub(req.Now); left < req.TTL {
+			req.TTL = left
+		}
+		if req.TTL <= 0 {
+			tokenError(w, http.StatusBadRequest, "invalid_grant", "subject_token has expired")
+			return
+		}
 		// The delegated token never carries more than the subject's scopes.
 		granted, ok := subset(requested, strings.Fields(subj.Scope))
 		if !ok {
@@ -273,7 +289,7 @@ func (i *Issuer) token(w http.ResponseWriter, r *http.Request) {
 		tokenError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
-	resp := map[string]any{"access_token": tok, "token_type": "Bearer", "expires_in": int(i.cfg.TTL.Seconds()), "scope": strings.Join(req.Scopes, " ")}
+	resp := map[string]any{"access_token": tok, "token_type": "Bearer", "expires_in": int(req.TTL.Seconds()), "scope": strings.Join(req.Scopes, " ")}
 	if r.PostForm.Get("grant_type") == GrantExchange {
 		resp["issued_token_type"] = TokenTypeAccess
 	}

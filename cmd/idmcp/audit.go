@@ -94,6 +94,11 @@ func (c *auditCmd) path() (string, bool, error) {
 	if err != nil {
 		return "", false, err
 	}
+	// A data dir that does not exist is a mistake (a typo in --data-dir),
+	// not an empty log.
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return "", false, fmt.Errorf("no data dir at %s: pass --data-dir DIR or set IDMCP_DATA_DIR to the dir the server uses", dir)
+	}
 	path := filepath.Join(dir, store.AuditDBName)
 	_, err = os.Stat(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -405,8 +410,12 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	r, err := c.reader(ctx, stderr)
-	if r == nil || err != nil {
+	if err != nil {
 		return err
+	}
+	if r == nil {
+		// Nothing was verified: that is not "ok" (reader said why).
+		return &exitError{code: 1, err: errors.New("no audit log to verify"), quiet: true}
 	}
 	defer r.Close()
 	res, err := r.Verify(ctx)

@@ -61,8 +61,10 @@ type demoReport struct {
 	Matrix   map[string]map[string]demoCell `json:"matrix"`
 	Verify   string                         `json:"verify"`
 	DataDir  string                         `json:"data_dir"`
-	HTTP     *httpDemo                      `json:"http"`
-	Sandbox  string                         `json:"sandbox"`
+	// Kept is true with --keep: the data dir outlives the demo.
+	Kept    bool      `json:"kept"`
+	HTTP    *httpDemo `json:"http"`
+	Sandbox string    `json:"sandbox"`
 }
 
 var demoPersonas = []persona{
@@ -78,7 +80,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.SetOutput(stderr)
 	keep := fs.String("keep", "", "keep the demo's data dir here instead of a temporary one")
 	asJSON := fs.Bool("json", false, "print the results as JSON (for tests)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
@@ -113,6 +115,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	rep.Kept = *keep != ""
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -325,7 +328,11 @@ func printDemo(ctx context.Context, w io.Writer, rep *demoReport, color bool) er
 		return "\x1b[" + code + "m" + s + "\x1b[0m"
 	}
 	fmt.Fprintln(w, paint("1", "idmcp demo")+" — who may do what, through which agent, and the audit trail")
-	fmt.Fprintf(w, "data dir: %s\n\n", rep.DataDir)
+	if rep.Kept {
+		fmt.Fprintf(w, "data dir: %s\n\n", rep.DataDir)
+	} else {
+		fmt.Fprintf(w, "data dir: %s (temporary: removed when the demo ends; keep it with --keep DIR)\n\n", rep.DataDir)
+	}
 
 	fmt.Fprintln(w, paint("1", "1. Personas"))
 	fmt.Fprintln(w, "  stdio — host profiles (scopes and roles live on the server, never in what a host sends):")
@@ -420,7 +427,12 @@ GROUP BY transport, subject, client_id, actors ORDER BY transport DESC, subject,
 	fmt.Fprintln(w, "  idmcp host add claude --scopes \"todo:read todo:write\"        # a desktop host: prints a Claude Desktop config entry")
 	fmt.Fprintln(w, "  idmcp serve --http 127.0.0.1:8080 --dev                      # try HTTP mode locally; then idmcp token mint --sub you --scope todo:read")
 	fmt.Fprintln(w, "  idmcp serve --http 127.0.0.1:8080 --issuer https://YOUR-IDP  # a real identity provider (README: HTTP mode)")
-	fmt.Fprintln(w, "  idmcp audit query --since 1h                                 # who did what")
+	if rep.Kept {
+		fmt.Fprintf(w, "  idmcp audit query --data-dir %s --since 1h   # the demo's rows, kept\n", shellQuote(rep.DataDir))
+	} else {
+		fmt.Fprintln(w, "  idmcp demo --keep ./idmcp-demo && idmcp audit query --data-dir ./idmcp-demo/data   # keep the demo's rows to query them")
+	}
+	fmt.Fprintln(w, "  idmcp audit query --since 1h                                 # who did what, on your own server's data dir")
 	return nil
 }
 
@@ -465,4 +477,14 @@ func printWhy(w io.Writer, names, tools []string, listed map[string][]string, m 
 			fmt.Fprintf(w, "    %-*s %s\n", width, "", r)
 		}
 	}
+}
+
+// shellQuote quotes s for a POSIX shell when it needs quoting.
+func shellQuote(s string) string {
+	if s != "" && !strings.ContainsFunc(s, func(r rune) bool {
+		return !(r == '/' || r == '.' || r == '-' || r == '_' || r == ':' || r >= '0' && r <= '9' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z')
+	}) {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

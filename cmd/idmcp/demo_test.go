@@ -2,7 +2,11 @@ package main_test
 
 import (
 	"encoding/json"
+	"errors"
+	"os"
+	"regexp"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/idmcp/idmcp/auth"
@@ -99,5 +103,23 @@ func TestDemo_MatrixFollowsPolicy(t *testing.T) {
 	}
 	if len(rep.Verify) < 3 || rep.Verify[:3] != "ok:" {
 		t.Errorf("audit verify after the demo: %q", rep.Verify)
+	}
+}
+
+// TestDemo_NextPointsAtAKeptDir: the demo removes its temporary data dir
+// when it ends, so its "Next" lines must not send the user there; they say
+// how to keep one with --keep.
+func TestDemo_NextPointsAtAKeptDir(t *testing.T) {
+	out := mustIdmcp(t, nil, "demo")
+	m := regexp.MustCompile(`(?m)^data dir: (\S+) \(temporary`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no temporary data dir line:\n%s", out)
+	}
+	if _, err := os.Stat(m[1]); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the demo's data dir %s is still there (err %v)", m[1], err)
+	}
+	next := out[strings.LastIndex(out, "\nNext"):]
+	if strings.Contains(next, m[1]) || !strings.Contains(next, "demo --keep") {
+		t.Errorf("Next lines point at the removed dir or lack --keep:\n%s", next)
 	}
 }

@@ -9,9 +9,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/idmcp/idmcp/auth"
 	"github.com/idmcp/idmcp/auth/keyring"
@@ -28,22 +30,112 @@ func lockHosts(ctx context.Context, hosts *store.Hosts) (unlock func(), err erro
 	return hosts.Lock(ctx)
 }
 
+const hostUsage = `usage: idmcp host COMMAND [flags]
+
+  add NAME [--scopes S] [--roles R] [--no-keyring [--secret-file F]] [--force] [--policy FILE]
+                 create a profile and print its token (shown once)
+  list           the profiles, their scopes and roles, and where each secret lives
+  rotate NAME [--secret-file F]   a new token for a profile; the old one stops working
+  remove NAME    delete a profile and its keyring entry
+
+Scopes and roles are separated by spaces or commas. Every command takes --data-dir DIR (else
+$IDMCP_DATA_DIR, else the per-user state dir). Run 'idmcp host COMMAND -h' for its flags.
+`
+
+// hostFlags are the flags of one host subcommand; those it does not take
+// stay at their zero values.
+type hostFlags struct {
+	dataDir, scopes, roles, secretFile, policy string
+	noKeyring, force                           bool
+}
+
+// newHostFlagSet declares the flags sub takes, and only those, so that
+// `host list -h` does not offer add's flags.
+func newHostFlagSet(sub string, stderr io.Writer) (*flag.FlagSet, *hostFlags) {
+	var f hostFlags
+	fs := flag.NewFlagSet("host "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.dataDir, "data-dir", "", "data dir (default $IDMCP_DATA_DIR or the per-user state dir)")
+	switch sub {
+	case "add":
+		fs.StringVar(&f.scopes, "scopes", "", "scopes granted to the host, separated by spaces or commas")
+		fs.StringVar(&f.roles, "roles", "", "roles granted to the host, separated by spaces or commas")
+		fs.BoolVar(&f.noKeyring, "no-keyring", false, "do not use the OS keyring: the secret comes from IDMCP_SHARED_SECRET or --secret-file")
+		fs.StringVar(&f.secretFile, "secret-file", "", "with --no-keyring: write the new secret to this file, mode 0600")
+		fs.BoolVar(&f.force, "force", false, "replace an existing profile")
+		fs.StringVar(&f.policy, "policy", "", "the policy `FILE` the server runs with, to warn about scopes no enabled tool requires (default: the built-in tools)")
+	case "rotate":
+		fs.StringVar(&f.secretFile, "secret-file", "", "for a --no-keyring profile: write the new secret to this file, mode 0600")
+	}
+	return fs, &f
+}
+
+// splitList splits a --scopes or --roles value on spaces and commas, so
+// that "todo:read,todo:write" is two scopes, not one that no tool requires.
+func splitList(s string) []string {
+	out := []string{}
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || unicode.IsSpace(r) }) {
+		if !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// unusedScopes returns the scopes of granted that no tool enabled by the
+// policy at path (the built-in defaults when empty) requires: most often a
+// misspelling, which would otherwise fail only at the first tool call.
+func unusedScopes(ctx context.Context, policyPath string, granted []string) ([]string, []string, error) {
+	pol, err := loadPolicy(policyPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	ts, err := buildTools(ctx, toolsetOptions{Policy: pol, Catalog: true})
+	if err != nil {
+		return nil, nil, err
+	}
+	defer ts.Close()
+	var known []string
+	for _, spec := range ts.Specs {
+		for _, sc := range spec.Scopes {
+			if !slices.Contains(known, sc) {
+				known = append(known, sc)
+			}
+		}
+	}
+	slices.Sort(known)
+	var unused []string
+	for _, sc := range granted {
+		if !slices.Contains(known, sc) {
+			unused = append(unused, sc)
+		}
+	}
+	return unused, known, nil
+}
+
 func cmdHost(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return &exitError{code: 2, err: errors.New("usage: idmcp host add|list|rotate|remove")}
+		fmt.Fprint(stderr, hostUsage)
+		return &exitError{code: 2, err: errors.New("usage: idmcp host add|list|rotate|remove"), quiet: true}
 	}
-	fs := flag.NewFlagSet("host "+args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dd := fs.String("data-dir", "", "data dir (default $IDMCP_DATA_DIR or the per-user state dir)")
-	scopes := fs.String("scopes", "", "space-separated scopes granted to the host (add)")
-	roles := fs.String("roles", "", "space-separated roles granted to the host (add)")
-	noKeyring := fs.Bool("no-keyring", false, "do not use the OS keyring: the secret comes from IDMCP_SHARED_SECRET or --secret-file (add)")
-	secretFile := fs.String("secret-file", "", "with --no-keyring: write the new secret to this file, mode 0600 (add, rotate)")
-	force := fs.Bool("force", false, "replace an existing profile (add)")
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, hostUsage)
+		return nil
+	case "add", "list", "rotate", "remove":
+	default:
+		fmt.Fprint(stderr, hostUsage)
+		return &exitError{code: 2, err: fmt.Errorf("unknown host command %q; want add, list, rotate or remove", termSafe(args[0]))}
+	}
+	fs, hf := newHostFlagSet(args[0], stderr)
 	pos, err := parseInterspersed(fs, args[1:])
 	if err != nil {
 		return err
 	}
+	if args[0] == "list" && len(pos) > 0 {
+		return &exitError{code: 2, err: fmt.Errorf("host list takes no arguments, got %q", pos)}
+	}
+	dd, scopes, roles, noKeyring, secretFile, force := &hf.dataDir, &hf.scopes, &hf.roles, &hf.noKeyring, &hf.secretFile, &hf.force
 	dir, explicit, err := dataDir(*dd)
 	if err != nil {
 		return err
@@ -78,12 +170,16 @@ func cmdHost(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if _, err := hosts.Get(name); err == nil && !*force {
 			return fmt.Errorf("host profile %q exists; use `idmcp host rotate %s` for a new secret, or --force to replace it", name, name)
 		}
-		p := &auth.HostProfile{Name: name, Scopes: strings.Fields(*scopes), Roles: strings.Fields(*roles), Keyring: !*noKeyring, Created: time.Now().UTC()}
-		if p.Scopes == nil {
-			p.Scopes = []string{}
+		p := &auth.HostProfile{Name: name, Scopes: splitList(*scopes), Roles: splitList(*roles), Keyring: !*noKeyring, Created: time.Now().UTC()}
+		if err := p.Validate(); err != nil {
+			return &exitError{code: 2, err: err}
 		}
-		if p.Roles == nil {
-			p.Roles = []string{}
+		unused, known, err := unusedScopes(ctx, hf.policy, p.Scopes)
+		if err != nil {
+			return err
+		}
+		for _, sc := range unused {
+			fmt.Fprintf(stderr, "warning: no enabled tool requires scope %q (known scopes: %s); check the spelling\n", termSafe(sc), strings.Join(known, " "))
 		}
 		token := auth.NewHostToken()
 		if err := storeSecret(ctx, kr, p, token, *secretFile, true); err != nil {
@@ -165,7 +261,7 @@ func cmdHost(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		return tw.Flush()
 	}
-	return &exitError{code: 2, err: fmt.Errorf("unknown host command %q; want add, list, rotate or remove", args[0])}
+	return nil // unreachable: args[0] was checked above
 }
 
 func dash(s string) string {

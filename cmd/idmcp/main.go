@@ -51,20 +51,30 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
-		code := 1
-		var ee *exitError
-		quiet := false
-		if errors.As(err, &ee) {
-			code, quiet = ee.code, ee.quiet
-		}
-		if !errors.Is(err, flag.ErrHelp) && !quiet {
-			fmt.Fprintln(os.Stderr, "idmcp:", err)
-		} else {
-			code = 0
-		}
-		os.Exit(code)
+	code, msg := exitStatus(err)
+	if msg != "" {
+		fmt.Fprintln(os.Stderr, "idmcp:", msg)
 	}
+	os.Exit(code)
+}
+
+// exitStatus maps what run returned to the process exit status and the line
+// main prints on stderr (empty: nothing to print). Help asked for is success;
+// a flag the command does not know is a usage error (2); a quiet error was
+// reported by the command already but keeps its code, so that `idmcp audit
+// verify || alert` alerts.
+func exitStatus(err error) (int, string) {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return 0, ""
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.quiet {
+			return ee.code, ""
+		}
+		return ee.code, err.Error()
+	}
+	return 1, err.Error()
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -109,7 +119,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := parseFlags(fs, args); err != nil {
 			return nil, err
 		}
 		rest := fs.Args()
@@ -122,4 +132,14 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
+}
+
+// parseFlags parses fs over args; a malformed or unknown flag is a usage
+// error (exit status 2; the flag package has printed the flags already).
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return &exitError{code: 2, err: err}
 }

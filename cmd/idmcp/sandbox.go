@@ -205,7 +205,7 @@ func cmdSandbox(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("sandbox status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "print the status as JSON")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	st := sandbox.Probe()

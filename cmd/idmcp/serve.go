@@ -32,6 +32,19 @@ type serveFlags struct {
 	http         httpFlags // serve_http.go
 }
 
+const serveUsage = `usage: idmcp serve [--profile NAME] [flags]                  MCP on stdin/stdout, launched by a host
+       idmcp serve --http ADDR (--issuer URL | --dev) [flags]  an OAuth 2.1 resource server
+
+On stdio the host authenticates with the token that 'idmcp host add NAME' printed, in one of:
+  IDMCP_TOKEN=TOKEN in the server's environment (the host config's "env" block), or
+  capabilities.experimental["io.idmcp/auth"].token in initialize (or per request, protocol 2026-07-28).
+The server compares it with the profile's secret: the OS keyring, or for a --no-keyring profile
+  IDMCP_SHARED_SECRET=SECRET in the server's environment, or --secret-file FILE (mode 0600).
+Environment: IDMCP_DATA_DIR, IDMCP_SANDBOX and the other [$VAR]s below stand for their flags.
+
+Flags:
+`
+
 func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	var f serveFlags
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
@@ -46,7 +59,11 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&f.workspace, "workspace", "", "directory the files_* tools are confined to (without it they are not registered)")
 	fs.StringVar(&f.sandbox, "sandbox", envOr("IDMCP_SANDBOX", "auto"), "self-sandboxing on Linux: auto (all the kernel supports), strict (refuse to start without Landlock files+network and seccomp), off [$IDMCP_SANDBOX]")
 	f.http.register(fs)
-	if err := fs.Parse(args); err != nil {
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), serveUsage)
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -129,6 +146,11 @@ func serveStdio(ctx context.Context, f serveFlags, envToken, sharedSecret string
 	if err != nil {
 		return err
 	}
+	if profile != nil && !profile.Keyring && len(secret) == 0 && tokens == nil {
+		// Serving would refuse every request with nothing in the log but
+		// secret_source=-: refuse to start, saying what to set.
+		return fmt.Errorf("host profile %q keeps its secret outside the keyring (--no-keyring) and none was given: set IDMCP_SHARED_SECRET in the server's environment (the host config's env block) or pass --secret-file FILE", f.profile)
+	}
 	srv, err := server.NewStdio(server.StdioConfig{
 		Config: server.Config{
 			Version: version, Tools: specs, Authorizer: authz, Audit: alog, Logger: logger, ListAllTools: f.listAllTools,
@@ -157,6 +179,11 @@ func serveStdio(ctx context.Context, f serveFlags, envToken, sharedSecret string
 		return fmt.Errorf("audit log: %w", err)
 	}
 	logger.Info("serving MCP on stdio", "version", version, "profile", f.profile, "data_dir", dir, "secret_source", dash(source))
+	if stdinIsTerminal(in) {
+		fmt.Fprintf(stderr, "idmcp serve speaks MCP (JSON-RPC) on stdin/stdout and is meant to be launched by a host such as\n"+
+			"Claude Desktop, Claude Code or VS Code: `idmcp host add NAME` prints the entry to put in its config.\n"+
+			"Waiting for JSON-RPC lines on stdin; Ctrl-D or Ctrl-C ends it.\n")
+	}
 	err = srv.Listen(ctx, in, out)
 	stopEv := audit.Event{Transport: "stdio", Event: audit.EventServerStop, Subject: human, ClientID: f.profile, Reason: "stdin closed or signal"}
 	if aerr := alog.Append(context.WithoutCancel(ctx), stopEv); aerr != nil {
@@ -216,4 +243,15 @@ func osUser() string {
 		}
 	}
 	return fmt.Sprintf("uid:%d", os.Getuid())
+}
+
+// stdinIsTerminal reports whether r is a terminal (a person ran serve by
+// hand), not the pipe a host launches it with.
+func stdinIsTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

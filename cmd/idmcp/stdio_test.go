@@ -63,7 +63,6 @@ func TestStdio_BadCredentialRefusedOnEveryRequest(t *testing.T) {
 		{name: "Suffix", token: good + "x", want: `credential does not match profile "laptop"`},
 		{name: "WrongEnv", env: []string{"IDMCP_TOKEN=" + good[:20]}, want: `credential does not match profile "laptop"`},
 		{name: "NoSuchProfile", token: good, profile: "ghost", want: `profile "ghost" does not exist; run ` + "`idmcp host add ghost`"},
-		{name: "NoSecretConfigured", token: good, env: []string{"IDMCP_SHARED_SECRET="}, want: `no secret configured for profile "laptop"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

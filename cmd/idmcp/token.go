@@ -36,9 +36,9 @@ func cmdToken(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	clientID := fs.String("client-id", "", "client_id claim: the agent (default: the subject)")
 	act := fs.String("act", "", "delegation chain, current actor first: A1,A2 becomes act{sub:A1, act{sub:A2}}")
 	ttl := fs.Duration("ttl", devissuer.DefaultTTL, "lifetime, at most 24h")
-	fs.Var(&auds, "aud", "audience (repeatable; default: the resource of the last `serve --dev` with this data dir)")
+	fs.Var(&auds, "aud", "audience `URL` (repeatable; default: the resource of the last 'serve --dev' with this data dir)")
 	issuer := fs.String("issuer", "", "issuer (default: the last `serve --dev` with this data dir)")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	if *sub == "" {
