@@ -187,7 +187,7 @@ func (c IntrospectionConfig) Validate() error {
 	}
 	switch c.ClientAuth {
 	case ClientSecretBasic, ClientSecretPost:
-		if c.Kind != IntrospectGoogle && (c.ClientID == "" || c.ClientSecret == "") && c.Kind == IntrospectGitHub {
+		if c.Kind == IntrospectGitHub && (c.ClientID == "" || c.ClientSecret == "") {
 			return fmt.Errorf("field \"client_id\"/\"client_secret\": GitHub's token API needs the app's client id and secret: %w", auth.ErrInvalidConfig)
 		}
 	case PrivateKeyJWT:
@@ -328,7 +328,7 @@ func (i *Introspector) ask(ctx context.Context, raw string) (map[string]any, err
 	}
 	switch i.cfg.Kind {
 	case IntrospectGoogle:
-		return googleClaims(m), nil
+		return googleClaims(m, i.cfg.Now()), nil
 	case IntrospectGitHub:
 		return githubClaims(m), nil
 	}
@@ -510,7 +510,7 @@ func numericClaim(claims map[string]any, name string) (time.Time, error) {
 
 // googleClaims maps a tokeninfo answer: sub (or email for tokens without
 // openid), aud (the OAuth client the token was issued to), azp, scope, exp.
-func googleClaims(m map[string]any) map[string]any {
+func googleClaims(m map[string]any, now time.Time) map[string]any {
 	c := map[string]any{"aud": m["aud"], "scope": m["scope"], "exp": m["exp"]}
 	if az, ok := m["azp"]; ok {
 		c["client_id"] = az
@@ -525,7 +525,7 @@ func googleClaims(m map[string]any) map[string]any {
 	}
 	if c["exp"] == nil {
 		if in, err := numericClaim(m, "expires_in"); err == nil && !in.IsZero() {
-			c["exp"] = json.Number(strconv.FormatInt(time.Now().Add(time.Duration(in.Unix())*time.Second).Unix(), 10))
+			c["exp"] = json.Number(strconv.FormatInt(now.Unix()+in.Unix(), 10))
 		}
 	}
 	return c

@@ -236,7 +236,12 @@ func unavailable(reason error) *auth.Error {
 // at most one rate-limited JWKS refetch), a key whose use is not sig, a bad
 // signature, an iss other than the issuer, an aud without an accepted
 // audience, no exp, exp/nbf/iat outside the leeway, no sub, a malformed act
-// chain. jku, x5u, x5c and jwk headers are never looked at: keys come only
+// chain; and, by the provider's conventions (Config): a typ outside
+// AcceptedTypes, a missing typ unless AllowUntypedTokens, an iss that is
+// neither Issuer nor one of ExtraIssuers, an AudienceClaim other than aud
+// without an accepted audience, an ID or refresh token (RefuseIDTokens), a
+// lifetime over MaxTokenLifetime. A refusal of a token whose signature
+// verified carries ErrClaimsRefused. jku, x5u, x5c and jwk headers are never looked at: keys come only
 // from the issuer's JWKS. When no signing key is loaded it returns
 // KindUnavailable. The wait is bounded by ctx and VerifyTimeout.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*auth.Principal, error) {
