@@ -516,3 +516,22 @@ func TestServeHTTP_RateLimitSettings(t *testing.T) {
 		}
 	})
 }
+
+// TestServe_ProviderFlagsOnStdio: HTTP-only knobs are refused on stdio
+// (they would be silently ignored), an unknown provider is a usage error.
+func TestServe_ProviderFlagsOnStdio(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--introspection-url", "https://idp.example.com/introspect"}, "--introspection-url: HTTP mode only"},
+		{[]string{"--subject-rate", "5"}, "HTTP mode only"},
+		{[]string{"--http", "127.0.0.1:0", "--issuer", "https://idp.example.com", "--provider", "ping"}, `provider "ping": want one of generic, cognito`},
+	} {
+		_, errOut, code := runIdmcp(t, nil, append([]string{"serve", "--data-dir", t.TempDir()}, c.args...)...)
+		if code != 2 || !strings.Contains(errOut, c.want) {
+			t.Errorf("serve %v: exit %d, stderr %q; want 2 and %q", c.args, code, errOut, c.want)
+		}
+	}
+}

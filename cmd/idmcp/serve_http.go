@@ -161,6 +161,12 @@ func (h *httpFlags) stdioOnly() error {
 	if h.tlsUpstream {
 		set = append(set, "--tls-terminated-upstream")
 	}
+	if h.introspectionURL != "" {
+		set = append(set, "--introspection-url")
+	}
+	if h.subjectRate != nil || h.subjectBurst != nil || h.failedAuthRate != nil || h.failedAuthBurst != nil {
+		set = append(set, "--subject-rate/--subject-burst/--failed-auth-rate/--failed-auth-burst")
+	}
 	if len(set) > 0 {
 		return fmt.Errorf("%s: HTTP mode only; add --http ADDR (e.g. --http 127.0.0.1:8080)", strings.Join(set, ", "))
 	}
