@@ -96,7 +96,18 @@ func (h *httpFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&h.tlsUpstream, "tls-terminated-upstream", upstream, "HTTP: a proxy in front terminates TLS, so a non-loopback ADDR may serve plain HTTP [$IDMCP_TLS_TERMINATED_UPSTREAM]")
 	fs.StringVar(&h.provider, "provider", os.Getenv("IDMCP_PROVIDER"), "HTTP: identity provider `NAME` whose token conventions apply: generic (strict RFC 9068), cognito, entra, okta, auth0, keycloak, google, github; each convention can be overridden in the policy's [http] table [$IDMCP_PROVIDER]")
 	fs.StringVar(&h.introspectionURL, "introspection-url", os.Getenv("IDMCP_INTROSPECTION_URL"), "HTTP: RFC 7662 token introspection endpoint `URL` for opaque tokens (client credentials: [http] introspection_client_id and $IDMCP_INTROSPECTION_SECRET) [$IDMCP_INTROSPECTION_URL]")
-	fs.Func("max-token-lifetime", "HTTP: refuse access tokens whose exp − iat exceeds `DURATION` (e.g. 1h); off by default", func(v string) error {
+	// envFunc registers a flag parsed by set whose default comes from the
+	// environment variable env (a bad value there is reported like the
+	// other IDMCP_… errors).
+	envFunc := func(name, env, usage string, set func(string) error) {
+		if v := os.Getenv(env); v != "" {
+			if err := set(v); err != nil {
+				h.envErr = fmt.Errorf("%s: %w", env, err)
+			}
+		}
+		fs.Func(name, usage+" [$"+env+"]", set)
+	}
+	envFunc("max-token-lifetime", "IDMCP_MAX_TOKEN_LIFETIME", "HTTP: refuse access tokens whose exp − iat exceeds `DURATION` (e.g. 1h); off by default", func(v string) error {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < 0 {
 			return fmt.Errorf("%q is not a duration such as 30m or 1h", v)
@@ -124,10 +135,10 @@ func (h *httpFlags) register(fs *flag.FlagSet) {
 			return nil
 		}
 	}
-	fs.Func("subject-rate", fmt.Sprintf("HTTP: sustained requests per second of one subject, `RATE` (0 = no limit; default %v)", server.DefaultSubjectRate), rateFlag(&h.subjectRate))
-	fs.Func("subject-burst", fmt.Sprintf("HTTP: requests one subject may make at once, `N` (default %d)", server.DefaultSubjectBurst), burstFlag(&h.subjectBurst))
-	fs.Func("failed-auth-rate", fmt.Sprintf("HTTP: sustained failed authentications per second of one client address, `RATE`; past it junk gets 429 (0 = no limit; default %v)", server.DefaultFailedAuthRate), rateFlag(&h.failedAuthRate))
-	fs.Func("failed-auth-burst", fmt.Sprintf("HTTP: failed authentications one address may cause at once, `N` (default %d)", server.DefaultFailedAuthBurst), burstFlag(&h.failedAuthBurst))
+	envFunc("subject-rate", "IDMCP_SUBJECT_RATE", fmt.Sprintf("HTTP: sustained requests per second of one subject, `RATE` (0 = no limit; default %v)", server.DefaultSubjectRate), rateFlag(&h.subjectRate))
+	envFunc("subject-burst", "IDMCP_SUBJECT_BURST", fmt.Sprintf("HTTP: requests one subject may make at once, `N` (default %d)", server.DefaultSubjectBurst), burstFlag(&h.subjectBurst))
+	envFunc("failed-auth-rate", "IDMCP_FAILED_AUTH_RATE", fmt.Sprintf("HTTP: sustained failed authentications per second of one client address, `RATE`; past it junk gets 429 (0 = no limit; default %v)", server.DefaultFailedAuthRate), rateFlag(&h.failedAuthRate))
+	envFunc("failed-auth-burst", "IDMCP_FAILED_AUTH_BURST", fmt.Sprintf("HTTP: failed authentications one address may cause at once, `N` (default %d)", server.DefaultFailedAuthBurst), burstFlag(&h.failedAuthBurst))
 }
 
 // wanted reports whether serve should speak HTTP: --http (or IDMCP_HTTP), or
