@@ -190,7 +190,7 @@ func adviseToken(ctx context.Context, a *Advice, cfg AdviseConfig, add func(leve
 	clientID, _ := claims["client_id"].(string)
 	switch {
 	case len(aud) == 0 && clientID != "":
-		add("need", "aud missing; client_id = %q: provider = \"cognito\" or audience_claim = \"client_id\", with audiences = [%q]", clientID, clientID)
+		add("need", "aud missing; client_id = %q: provider = \"cognito\" or audience_claim = \"client_id\", with audiences = [%q] (or have the authorization server put the resource in aud: RFC 8707 resource=, or audience= for Hydra)", clientID, clientID)
 	case len(aud) == 0:
 		add("need", "aud missing and no client_id: configure the authorization server to put the resource in aud (RFC 8707 resource or an audience setting)")
 	case slices.Equal(aud, []string{"account"}):
@@ -288,7 +288,11 @@ func adviseToken(ctx context.Context, a *Advice, cfg AdviseConfig, add func(leve
 		if life > time.Hour {
 			add("warn", "tokens live %s: consider max_token_lifetime = \"1h\" (off by default; hardening guides ask for 15–60 minutes)", life)
 		} else {
-			add("ok", "tokens live %s; max_token_lifetime = %q would hold them to that", life, life.String())
+			limit := life
+			if limit > time.Minute {
+				limit = limit.Round(time.Minute)
+			}
+			add("ok", "tokens live %s; max_token_lifetime = %q would hold them to that", life, limit.String())
 		}
 	}
 	// signature, checked at a time the token was valid (an expired sample
