@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -192,7 +191,7 @@ func (c HTTPConfig) Validate() error {
 type HTTP struct {
 	cfg          HTTPConfig
 	core         *core
-	mcp          http.Handler
+	srv          *mcpserver.MCPServer
 	prm          http.Handler
 	prmURL       string
 	resourcePath string
@@ -250,17 +249,8 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 		}
 		return nil
 	})
-	s := c.newMCPServer("http", auth.PrincipalFromContext, hooks)
-	h.mcp = mcpserver.NewStreamableHTTPServer(s,
-		mcpserver.WithStateLess(true),
-		// No standalone GET stream: the tool list never changes and every
-		// request is answered on its own POST.
-		mcpserver.WithDisableStreaming(true),
-		// The middleware checks Host and Origin itself (it also knows the
-		// resource's own host, which a proxy on loopback forwards).
-		mcpserver.WithDisableLocalhostProtection(true),
-		mcpserver.WithStreamableHTTPLogger(c.log),
-	)
+	// Served by serveTransport (httpmcp.go): stateless, no GET stream.
+	h.srv = c.newMCPServer("http", auth.PrincipalFromContext, hooks)
 	return h, nil
 }
 
@@ -408,6 +398,7 @@ func (h *HTTP) serveMCP(w http.ResponseWriter, r *http.Request) {
 
 	var f frame
 	var id json.RawMessage
+	m := &message{}
 	if r.Method == http.MethodPost {
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
@@ -418,10 +409,8 @@ func (h *HTTP) serveMCP(w http.ResponseWriter, r *http.Request) {
 			h.write(w, h.answerFor(err, false), nil)
 			return
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		r.ContentLength = int64(len(body))
-		f = parseFrame(body)
-		id = requestID(body)
+		m = parseMessage(body)
+		f, id = m.frame, m.ID
 		if f.Client.Name != "" {
 			p.ClientName, p.ClientVersion = f.Client.Name, f.Client.Version
 		}
@@ -436,7 +425,7 @@ func (h *HTTP) serveMCP(w http.ResponseWriter, r *http.Request) {
 		// Unknown tools fall through: mcp-go answers "tool not found" in
 		// the request's era, exactly as for a tool that never existed.
 	}
-	h.mcp.ServeHTTP(w, r.WithContext(auth.WithPrincipal(ctx, p)))
+	h.serveTransport(w, r.WithContext(auth.WithPrincipal(ctx, p)), m)
 }
 
 // refuseAuth answers a failed authentication: an audit row with the precise
@@ -620,15 +609,6 @@ func bearerToken(r *http.Request) (string, bool, error) {
 		return "", true, &auth.Error{Kind: auth.KindInvalidToken, Msg: "invalid token", Err: errors.New("empty bearer token")}
 	}
 	return tok, true, nil
-}
-
-// requestID returns the raw JSON-RPC id of a request body, or nil.
-func requestID(body []byte) json.RawMessage {
-	var m struct {
-		ID json.RawMessage `json:"id"`
-	}
-	_ = json.Unmarshal(body, &m)
-	return m.ID
 }
 
 // checkHost refuses a request that arrived on a loopback connection with a

@@ -210,9 +210,15 @@ func nonNilStrings(s []string) []string {
 func (c *core) handler(spec tools.Spec, transport string, who principalFunc) mcpserver.ToolHandlerFunc {
 	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		p := who(ctx)
-		args, _ := json.Marshal(req.Params.Arguments)
-		if req.Params.Arguments == nil {
+		// The arguments as the client sent them (mcp-go keeps them): not
+		// re-encoded for the tool and the audit row, whose redaction writes
+		// its own canonical form.
+		args := req.Params.RawArguments
+		switch {
+		case req.Params.Arguments == nil:
 			args = []byte("{}")
+		case len(args) == 0:
+			args, _ = json.Marshal(req.Params.Arguments)
 		}
 		// Defence in depth: the gate decided already; decide again here so a
 		// transport that forgot to gate cannot run a tool.
@@ -239,19 +245,47 @@ func (c *core) handler(spec tools.Spec, transport string, who principalFunc) mcp
 			msg := tools.UserMessage(err)
 			ev.Outcome, ev.Reason = audit.Failed, "allowed; tool error: "+msg
 			out = mcp.NewToolResultError(msg)
+		case ctx.Err() != nil:
+			// Cancelled: by the client (notifications/cancelled) or at the
+			// shutdown deadline; the cause says which.
+			cause := context.Cause(ctx)
+			ev.Outcome, ev.Reason = audit.Failed, "allowed; cancelled: "+cause.Error()
+			out = mcp.NewToolResultError(fmt.Sprintf("tool %q was cancelled: %v", spec.Name, cause))
 		default:
 			c.log.Error("tool failed", "tool", spec.Name, "err", err)
 			ev.Outcome, ev.Reason = audit.Failed, "allowed; internal error: "+err.Error()
 			out = mcp.NewToolResultError(fmt.Sprintf("tool %q failed; see the server log", spec.Name))
 		}
+		c.stampModern(ctx, out)
 		body, _ := json.Marshal(out)
 		sum := sha256.Sum256(body)
 		ev.ResultBytes, ev.ResultSHA256 = int64(len(body)), hex.EncodeToString(sum[:])
+		if !claimOutcomeRow(ctx) {
+			// The transport gave up on this call and wrote its row.
+			return nil, context.Cause(ctx)
+		}
 		if err := c.record(ctx, ev); err != nil {
 			// Fail closed: a result whose row is not on disk is withheld.
 			return nil, fmt.Errorf("audit log unavailable; the result of %q was withheld", spec.Name)
 		}
+		// A transport that offers it sends these very bytes, the ones hashed.
+		keepResult(ctx, out, body)
 		return out, nil
+	}
+}
+
+// stampModern adds to a 2026-07-28 result what mcp-go would add after the
+// handler returned (resultType, serverInfo in _meta: decorateResponse), so
+// that the bytes hashed for the audit row are the bytes the client gets.
+func (c *core) stampModern(ctx context.Context, out *mcp.CallToolResult) {
+	if !mcpserver.IsModernRequest(ctx) {
+		return
+	}
+	if out.GetResultType() == "" {
+		out.SetResultType(mcp.ResultTypeComplete)
+	}
+	if m := out.EnsureResultMeta(); m.ServerInfo() == nil {
+		m.SetServerInfo(mcp.Implementation{Name: Name, Version: c.cfg.Version})
 	}
 }
 

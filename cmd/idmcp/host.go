@@ -37,6 +37,12 @@ const hostUsage = `usage: idmcp host COMMAND [flags]
   list           the profiles, their scopes and roles, and where each secret lives
   rotate NAME [--secret-file F]   a new token for a profile; the old one stops working
   remove NAME    delete a profile and its keyring entry
+  add NAME --install HOST [--scope user|project|local] [--workspace DIR] [--dry-run] [--force]
+                 create a profile and write it into HOST's configuration file
+  add NAME --print HOST          create a profile and print HOST's entry (no file written)
+  install NAME HOST              write an existing profile into HOST's file (rotates its token)
+  remove NAME --uninstall        also remove its entry from every host file idmcp knows
+                 HOST: claude-desktop, claude-code, vscode, cursor, windsurf, gemini, codex, zed
 
 Scopes and roles are separated by spaces or commas. Every command takes --data-dir DIR (else
 $IDMCP_DATA_DIR, else the per-user state dir). Run 'idmcp host COMMAND -h' for its flags.
@@ -116,7 +122,11 @@ func unusedScopes(ctx context.Context, policyPath string, granted []string) ([]s
 func cmdHost(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, hostUsage)
-		return &exitError{code: 2, err: errors.New("usage: idmcp host add|list|rotate|remove"), quiet: true}
+		return &exitError{code: 2, err: errors.New("usage: idmcp host add|list|rotate|remove|install"), quiet: true}
+	}
+	// host_install.go: --install, --print, install, --uninstall.
+	if wantsInstaller(args) {
+		return cmdHostInstall(ctx, args, stdout, stderr)
 	}
 	switch args[0] {
 	case "-h", "-help", "--help", "help":
@@ -125,7 +135,7 @@ func cmdHost(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	case "add", "list", "rotate", "remove":
 	default:
 		fmt.Fprint(stderr, hostUsage)
-		return &exitError{code: 2, err: fmt.Errorf("unknown host command %q; want add, list, rotate or remove", termSafe(args[0]))}
+		return &exitError{code: 2, err: fmt.Errorf("unknown host command %q; want add, list, rotate, remove or install", termSafe(args[0]))}
 	}
 	fs, hf := newHostFlagSet(args[0], stderr)
 	pos, err := parseInterspersed(fs, args[1:])

@@ -23,7 +23,10 @@ Usage:
   idmcp serve [--profile NAME] [flags]      speak MCP on stdin/stdout for a host profile
   idmcp serve --http ADDR (--issuer URL | --dev) [flags]   an OAuth 2.1 resource server on Streamable HTTP
   idmcp host add NAME [--scopes S] [--roles R] [--no-keyring [--secret-file F]]
-  idmcp host list | rotate NAME | remove NAME
+  idmcp host list | rotate NAME | remove NAME [--uninstall]
+  idmcp host add NAME --install HOST [--scope user|project|local] [--dry-run] [--force]   write HOST's config
+  idmcp host install NAME HOST              install an existing profile (rotates its token)
+  idmcp doctor [--json]                     check keyring, profiles, data dir, audit chain, host files, sandbox
   idmcp audit query [--since 1h] [--subject S] [--tool T] [--decision allow|deny] [--limit N] [--json|--csv]
   idmcp audit tail [-f] | export --format jsonl | sql "SELECT …" | verify | prune --before DATE | schema
   idmcp policy check [--strict] FILE        validate a policy file; print tool → scopes, roles, enabled
@@ -95,6 +98,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdSandbox(args[1:], stdout, stderr)
 	case "policy":
 		return cmdPolicy(ctx, args[1:], stdout, stderr)
+	case "doctor":
+		return cmdDoctor(ctx, args[1:], stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, args[1:], stdout, stderr)
 	case "doctor":

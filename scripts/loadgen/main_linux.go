@@ -12,7 +12,7 @@
 //
 // Usage:
 //
-//	loadgen suite -idmcp BIN [-d 3s] [-n 1,8,64]   everything, one table
+//	loadgen suite -idmcp BIN [-d 3s] [-n 1,8,64] [-r ROUNDS] [-only REGEXP] [-ts-stdio SCRIPT]   everything, one table
 //	loadgen baseline -http ADDR | -stdio           the bare mcp-go echo server (started by suite)
 package main
 
@@ -37,6 +37,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -321,7 +322,7 @@ func load(url, token string, n int, d time.Duration, pid int) (result, error) {
 				phase.Unlock()
 				if !ok {
 					w.errs++
-					w.last = fmt.Sprintf("HTTP %d %.200s", res.StatusCode, b)
+					w.last = fmt.Sprintf("HTTP %d %.200s", res.StatusCode, bytes.TrimSpace(b))
 					continue
 				}
 				if rec {
@@ -516,17 +517,45 @@ func fsyncFloor(dir string) (float64, error) {
 
 // ---- the suite ----
 
+// median is the median of each figure of rs, taken separately.
+func median(rs []result) result {
+	pick := func(f func(result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	return result{
+		rps:       pick(func(r result) float64 { return r.rps }),
+		p50:       pick(func(r result) float64 { return r.p50 }),
+		p99:       pick(func(r result) float64 { return r.p99 }),
+		cpuPerReq: pick(func(r result) float64 { return r.cpuPerReq }),
+		rss:       pick(func(r result) float64 { return r.rss }),
+	}
+}
+
+// errSkipped marks a case left out by -only.
+var errSkipped = errors.New("skipped")
+
 func cmdSuite(args []string) error {
 	fs := flag.NewFlagSet("suite", flag.ContinueOnError)
 	bin := fs.String("idmcp", "", "idmcp binary built with -tags benchecho")
 	d := fs.Duration("d", 3*time.Second, "measured time per case (after a 1 s warm-up)")
 	ns := fs.String("n", "1,8,64", "concurrent clients")
 	tsServer := fs.String("ts-stdio", "", "a TypeScript SDK stdio echo server (node script), optional")
+	rounds := fs.Int("r", 1, "rounds of the HTTP cases; each figure is the median of its rounds")
+	only := fs.String("only", "", "run only the cases whose name matches this `REGEXP` (the baseline too, if it matches)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *bin == "" {
 		return errors.New("-idmcp BIN is required")
+	}
+	match, err := regexp.Compile(*only)
+	if err != nil {
+		return fmt.Errorf("-only: %w", err)
 	}
 	var conc []int
 	for _, s := range strings.Split(*ns, ",") {
@@ -562,12 +591,29 @@ func cmdSuite(args []string) error {
 		err  error
 	}
 	var rows []row
-	runHTTP := func(name string, argv []string, env []string, alg string) row {
-		rw := row{name: name, res: map[int]result{}}
+	// Every server is started first and the cases then interleave (for each
+	// round, each N, each server), so that the machine's load, which drifts
+	// on a shared machine, weighs on all of them alike; each cell is the
+	// median of its rounds.
+	type server struct {
+		row
+		p    *proc
+		url  string
+		tok  string
+		runs map[int][]result
+	}
+	var servers []*server
+	startHTTP := func(name string, argv []string, env []string, alg string) {
+		sv := &server{row: row{name: name, res: map[int]result{}}, runs: map[int][]result{}}
+		servers = append(servers, sv)
+		if !match.MatchString(name) {
+			sv.err = errSkipped
+			return
+		}
 		addr, err := freeAddr()
 		if err != nil {
-			rw.err = err
-			return rw
+			sv.err = err
+			return
 		}
 		base := "http://" + addr
 		for i, a := range argv {
@@ -575,52 +621,76 @@ func cmdSuite(args []string) error {
 		}
 		p, _ := start(0, env, argv...)
 		if err := p.cmd.Start(); err != nil {
-			rw.err = err
-			return rw
+			sv.err = err
+			return
 		}
-		defer p.stop()
+		sv.p, sv.url = p, base+"/mcp"
 		if err := waitReady(base, p); err != nil {
-			rw.err = err
-			return rw
+			sv.err = err
+			return
 		}
-		tok := ""
 		if alg != "" {
-			if tok, err = is.token(alg, base+"/mcp", "bench:echo"); err != nil {
-				rw.err = err
-				return rw
+			if sv.tok, err = is.token(alg, base+"/mcp", "bench:echo"); err != nil {
+				sv.err = err
 			}
 		}
-		for _, n := range conc {
-			r, err := load(base+"/mcp", tok, n, *d, p.cmd.Process.Pid)
-			if err != nil {
-				rw.err = fmt.Errorf("N=%d: %w", n, err)
-				return rw
-			}
-			rw.res[n] = r
-		}
-		return rw
 	}
-	fmt.Fprintf(os.Stderr, "loadgen: %d CPUs; HTTP cases of %s each at N=%v\n", runtime.NumCPU(), *d, conc)
-	rows = append(rows, runHTTP("bare mcp-go, no auth", []string{self, "baseline", "-http", "ADDR"}, nil, ""))
+	fmt.Fprintf(os.Stderr, "loadgen: %d CPUs; HTTP cases of %s each at N=%v, %d round(s)\n", runtime.NumCPU(), *d, conc, *rounds)
+	// The per-subject rate limit (20/s by default) would refuse nearly every
+	// request of a load test: switch it off where the binary can.
+	var noLimit []string
+	if help, _ := exec.Command(*bin, "serve", "--help").CombinedOutput(); bytes.Contains(help, []byte("subject-rate")) {
+		noLimit = []string{"--subject-rate", "0"}
+	} else {
+		fmt.Fprintln(os.Stderr, "loadgen: this idmcp has no --subject-rate flag; its per-subject rate limit will refuse most HTTP requests")
+	}
+	startHTTP("bare mcp-go, no auth", []string{self, "baseline", "-http", "ADDR"}, nil, "")
 	for _, c := range []struct{ sync, alg string }{{"normal", "RS256"}, {"normal", "ES256"}, {"full", "RS256"}, {"full", "ES256"}} {
 		dir := filepath.Join(work, "http-"+c.sync+"-"+c.alg)
-		rows = append(rows, runHTTP(fmt.Sprintf("idmcp %s, --audit-sync %s", c.alg, c.sync),
-			[]string{*bin, "serve", "--http", "ADDR", "--issuer", is.url, "--data-dir", dir, "--audit-sync", c.sync, "--log-level", "warn"}, nil, c.alg))
+		startHTTP(fmt.Sprintf("idmcp %s, --audit-sync %s", c.alg, c.sync),
+			append([]string{*bin, "serve", "--http", "ADDR", "--issuer", is.url, "--data-dir", dir, "--audit-sync", c.sync, "--log-level", "warn"}, noLimit...), nil, c.alg)
+	}
+	for range *rounds {
+		for _, n := range conc {
+			for _, sv := range servers {
+				if sv.err != nil {
+					continue
+				}
+				r, err := load(sv.url, sv.tok, n, *d, sv.p.cmd.Process.Pid)
+				if err != nil {
+					sv.err = fmt.Errorf("N=%d: %w", n, err)
+					continue
+				}
+				sv.runs[n] = append(sv.runs[n], r)
+			}
+		}
+	}
+	for _, sv := range servers {
+		if sv.p != nil {
+			sv.p.stop()
+		}
+		for n, rs := range sv.runs {
+			sv.res[n] = median(rs)
+		}
+		rows = append(rows, sv.row)
 	}
 
 	// Markdown: HTTP.
 	base := rows[0]
-	fmt.Printf("\n### Streamable HTTP (%d CPUs; server and load generator on separate cores; %s per case)\n\n", runtime.NumCPU(), *d)
+	fmt.Printf("\n### Streamable HTTP (%d CPUs; server and load generator on separate cores; %s per case; median of %d interleaved round(s))\n\n", runtime.NumCPU(), *d, *rounds)
 	fmt.Print("| server |")
 	for _, n := range conc {
 		fmt.Printf(" N=%d |", n)
 	}
-	fmt.Printf(" p50 @1 | server CPU µs/req @%d | RSS MiB @%d |\n|---|", conc[len(conc)-1], conc[len(conc)-1])
+	fmt.Printf(" p50 @%d | server CPU µs/req @%d | server CPU µs/req @%d | RSS MiB @%d |\n|---|", conc[0], conc[0], conc[len(conc)-1], conc[len(conc)-1])
 	for range conc {
 		fmt.Print("---:|")
 	}
-	fmt.Print("---:|---:|---:|\n")
+	fmt.Print("---:|---:|---:|---:|\n")
 	for _, r := range rows {
+		if r.err == errSkipped {
+			continue
+		}
 		if r.err != nil {
 			fmt.Printf("| %s | failed: %v |\n", r.name, r.err)
 			continue
@@ -634,7 +704,7 @@ func cmdSuite(args []string) error {
 			fmt.Printf(" %.2f× (%.0f/s) |", r.res[n].rps/base.res[n].rps, r.res[n].rps)
 		}
 		last := r.res[conc[len(conc)-1]]
-		fmt.Printf(" %.0f µs | %.0f | %.1f |\n", r.res[conc[0]].p50, last.cpuPerReq, last.rss)
+		fmt.Printf(" %.0f µs | %.0f | %.0f | %.1f |\n", r.res[conc[0]].p50, r.res[conc[0]].cpuPerReq, last.cpuPerReq, last.rss)
 	}
 
 	// stdio.
@@ -665,6 +735,9 @@ func cmdSuite(args []string) error {
 	}
 	var sbase float64
 	for i, s := range srows {
+		if !match.MatchString(s.name) {
+			continue
+		}
 		r, err := stdioRate(s.env, *d, s.argv...)
 		if err != nil {
 			fmt.Printf("| %s | failed: %v |\n", s.name, err)
@@ -673,13 +746,17 @@ func cmdSuite(args []string) error {
 		if i == 0 {
 			sbase = r.rps
 		}
-		fmt.Printf("| %s | %.0f | %.2f× | %.0f | %.0f | %.0f |\n", s.name, r.rps, r.rps/sbase, r.p50, r.p99, r.cpuPerReq)
+		ratio := "-"
+		if sbase > 0 {
+			ratio = fmt.Sprintf("%.2f×", r.rps/sbase)
+		}
+		fmt.Printf("| %s | %.0f | %s | %.0f | %.0f | %.0f |\n", s.name, r.rps, ratio, r.p50, r.p99, r.cpuPerReq)
 	}
 
 	// Cold start and idle RSS.
 	fmt.Printf("\n### Cold start (exec to the initialize answer, median of 15) and idle RSS\n\n| server | cold start ms | idle RSS MiB |\n|---|---:|---:|\n")
 	for _, s := range srows {
-		if strings.Contains(s.name, "full") {
+		if strings.Contains(s.name, "full") || !match.MatchString(s.name) {
 			continue
 		}
 		ms, rss, err := coldStart(s.env, 15, s.argv...)
