@@ -64,14 +64,3 @@ func doctorIssuer(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	return nil
 }
-
-// hasIssuerFlag reports whether args give --issuer (for the temporary
-// `doctor` dispatch in main.go).
-func hasIssuerFlag(args []string) bool {
-	for _, a := range args {
-		if a == "--issuer" || a == "-issuer" || strings.HasPrefix(a, "--issuer=") || strings.HasPrefix(a, "-issuer=") {
-			return true
-		}
-	}
-	return false
-}

@@ -102,12 +102,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdDoctor(ctx, args[1:], stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, args[1:], stdout, stderr)
-	case "doctor":
-		// TEMPORARY (issue 17): only `doctor --issuer …` until the general
-		// doctor command (issue 16) is merged, which calls doctorIssuer.
-		if hasIssuerFlag(args[1:]) {
-			return doctorIssuer(ctx, args[1:], stdout, stderr)
-		}
 	case "version", "--version":
 		fmt.Fprintln(stdout, "idmcp", version)
 		return nil
