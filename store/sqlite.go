@@ -11,8 +11,10 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
-	_ "modernc.org/sqlite" // pure-Go SQLite driver, keeps CGO_ENABLED=0.
+	"modernc.org/sqlite" // pure-Go SQLite driver, keeps CGO_ENABLED=0.
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // Sync is SQLite's synchronous setting for a writer.
@@ -92,17 +94,43 @@ func OpenSQLite(ctx context.Context, path string, readOnly bool, sync Sync, migr
 	if !readOnly {
 		db.SetMaxOpenConns(1)
 	}
-	if err := db.PingContext(ctx); err != nil {
+	if err := retryBusy(ctx, func() error { return db.PingContext(ctx) }); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	if !readOnly && migrations != nil {
-		if err := migrate(ctx, db, migrations); err != nil {
+		if err := retryBusy(ctx, func() error { return migrate(ctx, db, migrations) }); err != nil {
 			_ = db.Close()
 			return nil, fmt.Errorf("migrate %s: %w", path, err)
 		}
 	}
 	return db, nil
+}
+
+// openBusyTimeout bounds how long opening waits out other processes.
+const openBusyTimeout = 15 * time.Second
+
+// retryBusy runs f until it does not fail with SQLITE_BUSY, for at most
+// openBusyTimeout. Switching a new file to WAL takes an exclusive lock for
+// which SQLite does not call the busy handler, so servers started together
+// on a new data dir (a host launching two entries) meet "database is
+// locked" at open; once the file is in WAL mode this never loops.
+func retryBusy(ctx context.Context, f func() error) error {
+	deadline := time.Now().Add(openBusyTimeout)
+	wait := 5 * time.Millisecond
+	for {
+		err := f()
+		var se *sqlite.Error
+		if err == nil || !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 100*time.Millisecond)
+	}
 }
 
 // migrate applies what is missing of migrations. Several processes may open
