@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"net/url"
 	"os"
@@ -97,6 +96,9 @@ type Policy struct {
 	// HTTP holds the [http] settings; nil when the file has none. The policy
 	// only parses them; the command line applies them.
 	HTTP *HTTPSettings
+	// Wrap holds the [wrap] settings for idmcp wrap; nil when the file has
+	// none (every tool of a wrapped server is then hidden).
+	Wrap *WrapPolicy
 	// Warnings are problems that do not stop the policy from working,
 	// formatted like errors ("file:line: key: reason").
 	Warnings []string
@@ -128,18 +130,9 @@ type ClaimMapping struct {
 	ScopeClaims []string
 	RoleClaims  []string
 	ScopePrefix string
-}
-
-// HTTPSettings mirrors the HTTP transport's flags so that a deployment can
-// live in one reviewed file. Empty fields are unset.
-type HTTPSettings struct {
-	Addr           string
-	Issuer         string
-	Resource       string
-	Audiences      []string
-	JWKSURL        string
-	AllowedOrigins []string
-	TrustedProxies []string // addresses or CIDR prefixes
+	// ClientClaims are where the agent (OAuth client) is: "client_id",
+	// "azp", Okta's "cid", Entra v1's "appid"; the first present wins.
+	ClientClaims []string
 }
 
 // policyFile is the TOML schema. Its tags are the only keys accepted.
@@ -150,23 +143,17 @@ type policyFile struct {
 		Override map[string]grantFile `toml:"override"`
 	} `toml:"tools"`
 	Claims *struct {
-		ScopeClaims []string `toml:"scope_claims"`
-		RoleClaims  []string `toml:"role_claims"`
-		ScopePrefix string   `toml:"scope_prefix"`
+		ScopeClaims  []string `toml:"scope_claims"`
+		RoleClaims   []string `toml:"role_claims"`
+		ScopePrefix  string   `toml:"scope_prefix"`
+		ClientClaims []string `toml:"client_claims"`
 	} `toml:"claims"`
 	Hosts map[string]grantFile `toml:"hosts"`
 	Audit struct {
 		RedactKeys []string `toml:"redact_keys"`
 	} `toml:"audit"`
-	HTTP *struct {
-		Addr           string   `toml:"addr"`
-		Issuer         string   `toml:"issuer"`
-		Resource       string   `toml:"resource"`
-		Audiences      []string `toml:"audiences"`
-		JWKSURL        string   `toml:"jwks_url"`
-		AllowedOrigins []string `toml:"allowed_origins"`
-		TrustedProxies []string `toml:"trusted_proxies"`
-	} `toml:"http"`
+	HTTP *httpFile `toml:"http"`
+	Wrap *wrapFile `toml:"wrap"`
 }
 
 type grantFile struct {
@@ -254,7 +241,7 @@ func ParsePolicy(name string, data []byte) (*Policy, error) {
 		for _, l := range []struct {
 			key  string
 			list []string
-		}{{"scope_claims", c.ScopeClaims}, {"role_claims", c.RoleClaims}} {
+		}{{"scope_claims", c.ScopeClaims}, {"role_claims", c.RoleClaims}, {"client_claims", c.ClientClaims}} {
 			if err := p.checkList(toml.Key{"claims", l.key}, l.list, validClaimPath, "claim"); err != nil {
 				return nil, err
 			}
@@ -262,34 +249,26 @@ func ParsePolicy(name string, data []byte) (*Policy, error) {
 		if strings.ContainsFunc(c.ScopePrefix, unicode.IsSpace) || len(c.ScopePrefix) > maxTokenLen {
 			return nil, p.errorf(toml.Key{"claims", "scope_prefix"}, "prefix %q must be at most %d bytes without spaces", c.ScopePrefix, maxTokenLen)
 		}
-		p.Claims = &ClaimMapping{ScopeClaims: slices.Clone(c.ScopeClaims), RoleClaims: slices.Clone(c.RoleClaims), ScopePrefix: c.ScopePrefix}
+		p.Claims = &ClaimMapping{ScopeClaims: slices.Clone(c.ScopeClaims), RoleClaims: slices.Clone(c.RoleClaims), ScopePrefix: c.ScopePrefix,
+			ClientClaims: slices.Clone(c.ClientClaims)}
 	}
 	if err := p.checkList(toml.Key{"audit", "redact_keys"}, pf.Audit.RedactKeys, validRedactKey, "key"); err != nil {
 		return nil, err
 	}
 	p.RedactKeys = slices.Clone(pf.Audit.RedactKeys)
 	if h := pf.HTTP; h != nil {
-		if h.Addr != "" {
-			if _, _, err := net.SplitHostPort(h.Addr); err != nil {
-				return nil, p.errorf(toml.Key{"http", "addr"}, "%q is not host:port (e.g. \"127.0.0.1:8080\")", h.Addr)
-			}
-		}
-		for _, u := range []struct{ key, val string }{{"issuer", h.Issuer}, {"resource", h.Resource}, {"jwks_url", h.JWKSURL}} {
-			if err := validURL(u.val, false); u.val != "" && err != nil {
-				return nil, p.errorf(toml.Key{"http", u.key}, "%v", err)
-			}
-		}
-		if err := p.checkList(toml.Key{"http", "audiences"}, h.Audiences, validAudience, "audience"); err != nil {
+		hs, err := p.parseHTTP(h)
+		if err != nil {
 			return nil, err
 		}
-		if err := p.checkList(toml.Key{"http", "allowed_origins"}, h.AllowedOrigins, func(s string) error { return validURL(s, true) }, "origin"); err != nil {
+		p.HTTP = hs
+	}
+	if pf.Wrap != nil {
+		w, err := p.parseWrap(pf.Wrap)
+		if err != nil {
 			return nil, err
 		}
-		if err := p.checkList(toml.Key{"http", "trusted_proxies"}, h.TrustedProxies, func(s string) error { _, err := ParsePrefix(s); return err }, "proxy"); err != nil {
-			return nil, err
-		}
-		p.HTTP = &HTTPSettings{Addr: h.Addr, Issuer: h.Issuer, Resource: h.Resource, Audiences: slices.Clone(h.Audiences),
-			JWKSURL: h.JWKSURL, AllowedOrigins: slices.Clone(h.AllowedOrigins), TrustedProxies: slices.Clone(h.TrustedProxies)}
+		p.Wrap = w
 	}
 	return p, nil
 }

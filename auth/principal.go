@@ -14,6 +14,9 @@ const (
 	MethodHostSecret Method = "host-secret"
 	// MethodJWT is a bearer JWT verified against an issuer's keys.
 	MethodJWT Method = "jwt"
+	// MethodIntrospection is an opaque bearer token its issuer vouched for
+	// (RFC 7662 introspection, Google tokeninfo, GitHub's token API).
+	MethodIntrospection Method = "introspection"
 )
 
 // Principal is an authenticated caller. It carries three identities: the

@@ -101,6 +101,12 @@ type Policy struct {
 	// identity provider's); empty means no outbound TCP at all. Binding a
 	// TCP port is never allowed: open listeners before Apply.
 	ConnectTCP []uint16
+	// AllowUDP lets the process create UDP sockets (AF_INET/AF_INET6,
+	// SOCK_DGRAM) after Apply, for DNS when the identity provider's host
+	// must be resolved. Without it the seccomp filter refuses them; it
+	// always refuses unix, packet, netlink and raw sockets. Landlock does
+	// not restrict UDP below ABI 10.
+	AllowUDP bool
 	// RequireABI raises the Landlock ABI version ModeStrict demands; 0 means
 	// MinNetworkABI. Values below MinNetworkABI are raised to it, because
 	// strict always requires network rules. It is a test seam.
@@ -191,8 +197,22 @@ type Status struct {
 	// denies (with EPERM).
 	DeniedSyscalls int `json:"denied_syscalls"`
 	// ArgFiltered counts the system calls denied only for some arguments
-	// (clone with namespace flags, socket with IPPROTO_MPTCP).
+	// (clone with namespace flags; socket for anything but the kinds in
+	// Sockets).
 	ArgFiltered int `json:"arg_filtered"`
+	// Sockets are the kinds of socket the seccomp filter still lets the
+	// process create: "tcp", and "udp" when Policy.AllowUDP. Every other
+	// family and type (unix, packet, netlink, raw, MPTCP) is refused.
+	// Probe reports the default, without UDP.
+	Sockets []string `json:"sockets,omitempty"`
+	// CapsDropped are the capabilities Apply removed from every thread
+	// (bounding, ambient, effective, permitted and inheritable sets); from
+	// Probe, those it would remove from this process. Empty when the
+	// process holds none (an ordinary user).
+	CapsDropped []string `json:"caps_dropped,omitempty"`
+	// CapsKept are the capabilities kept (effective and permitted); the
+	// reason is in Notes.
+	CapsKept []string `json:"caps_kept,omitempty"`
 	// ArchGuard is true when system calls of a foreign architecture (i386
 	// int 0x80 on amd64, AArch32 on arm64) kill the process.
 	ArchGuard bool `json:"arch_guard"`
@@ -202,8 +222,11 @@ type Status struct {
 	Notes []string `json:"notes,omitempty"`
 }
 
-// String renders s as one line for stderr, for example
-// "sandbox: landlock ABI 7 (files, tcp, scoping) + seccomp (58 syscalls denied, 2 by argument, arch guard); mode=auto".
+// String renders s as one line for stderr and the server/start audit row,
+// for example "sandbox: landlock ABI 7 (files, tcp, scoping) + seccomp (70
+// denied, 2 by argument, arch guard) + caps dropped; mode=auto". It is kept
+// short (an audit reason is truncated past 256 bytes); the sockets allowed
+// and the capabilities by name are in the JSON form.
 func (s Status) String() string {
 	var b strings.Builder
 	b.WriteString("sandbox: ")
@@ -222,7 +245,7 @@ func (s Status) String() string {
 		parts = append(parts, fmt.Sprintf("landlock ABI %d (%s)", s.LandlockABI, strings.Join(ll, ", ")))
 	}
 	if s.Seccomp {
-		sc := []string{fmt.Sprintf("%d syscalls denied", s.DeniedSyscalls)}
+		sc := []string{fmt.Sprintf("%d denied", s.DeniedSyscalls)}
 		if s.ArgFiltered > 0 {
 			sc = append(sc, fmt.Sprintf("%d by argument", s.ArgFiltered))
 		}
@@ -230,6 +253,13 @@ func (s Status) String() string {
 			sc = append(sc, "arch guard")
 		}
 		parts = append(parts, "seccomp ("+strings.Join(sc, ", ")+")")
+	}
+	if len(s.CapsDropped) > 0 {
+		c := "caps dropped"
+		if len(s.CapsKept) > 0 {
+			c += " but " + strings.Join(s.CapsKept, ", ")
+		}
+		parts = append(parts, c)
 	}
 	switch {
 	case len(parts) > 0:

@@ -21,6 +21,10 @@ func Probe() Status {
 	k := detect()
 	st := k.status(ModeAuto)
 	st.Applied = false
+	if cs, err := readCaps(); err == nil {
+		pl := planCaps(Policy{}, cs)
+		st.CapsDropped = capList(pl.drop)
+	}
 	return st
 }
 
@@ -71,6 +75,17 @@ func Apply(p Policy) (Status, error) {
 	// sandbox is up: time.Local reads /etc/localtime (or $TZ) on first use.
 	_, _ = time.Now().Zone()
 
+	// Capabilities are planned before anything is applied (the plan
+	// looks at who owns the data dir and the workspace) and dropped
+	// last.
+	cs, err := readCaps()
+	if err != nil {
+		st := want
+		st.clearEnforced()
+		return st, fmt.Errorf("capabilities: %w", err)
+	}
+	plan := planCaps(p, cs)
+
 	got := want
 	got.clearEnforced()
 	if k.landlockABI() > 0 {
@@ -81,15 +96,36 @@ func Apply(p Policy) (Status, error) {
 		got.Applied = true
 	}
 	if want.Seccomp {
-		guarded, err := loadSeccomp(want.ArchGuard)
+		guarded, err := loadSeccomp(want.ArchGuard, p.AllowUDP)
 		if err != nil {
 			return got, fmt.Errorf("seccomp: %w", err)
 		}
 		got.Seccomp, got.DeniedSyscalls, got.ArgFiltered = true, want.DeniedSyscalls, want.ArgFiltered
+		got.Sockets = socketKinds(p.AllowUDP)
 		got.ArchGuard = guarded
 		got.Applied = true
 	}
+	if plan.drop != 0 {
+		if err := dropCaps(plan, cs); err != nil {
+			return got, fmt.Errorf("capabilities: %w", err)
+		}
+		got.CapsDropped = capList(plan.drop)
+		got.CapsKept = capList(plan.keep & cs.permitted)
+		if plan.why != "" {
+			got.Notes = append(got.Notes, "kept cap_dac_override: "+plan.why)
+		}
+		got.Applied = true
+	}
 	return got, nil
+}
+
+// socketKinds names the sockets the seccomp filter lets the process
+// create (Status.Sockets).
+func socketKinds(udp bool) []string {
+	if udp {
+		return []string{"tcp", "udp"}
+	}
+	return []string{"tcp"}
 }
 
 // checkDirs reports a DataDir or Workspace that is not an existing
@@ -195,6 +231,7 @@ func (k kernel) status(m Mode) Status {
 	} else {
 		st.Seccomp = true
 		st.DeniedSyscalls, st.ArgFiltered = k.denied, k.argFiltered
+		st.Sockets = socketKinds(false)
 		if k.killErr != nil {
 			st.Notes = append(st.Notes, fmt.Sprintf("arch guard unavailable: %v", k.killErr))
 		} else {
@@ -235,6 +272,7 @@ func (s *Status) clearEnforced() {
 	s.Files, s.Network, s.Scoped = false, false, false
 	s.Seccomp, s.ArchGuard, s.Applied = false, false, false
 	s.DeniedSyscalls, s.ArgFiltered = 0, 0
+	s.Sockets, s.CapsDropped, s.CapsKept = nil, nil, nil
 }
 
 func describeABIErr(err error) string {

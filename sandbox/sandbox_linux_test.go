@@ -71,6 +71,8 @@ type fixture struct {
 	root, home, data, workspace, outside, roFile string
 	allowPort, denyPort                          int
 	abstract                                     string
+	unixPath                                     string
+	udpPort                                      int
 	target                                       int
 }
 
@@ -99,6 +101,14 @@ func newFixture(t *testing.T) *fixture {
 	ln, err := net.Listen("unix", "@"+f.abstract)
 	mustNoErr(t, err)
 	serve(t, ln)
+	f.unixPath = filepath.Join(root, "u.sock")
+	uln, err := net.Listen("unix", f.unixPath)
+	mustNoErr(t, err)
+	serve(t, uln)
+	udp, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	mustNoErr(t, err)
+	t.Cleanup(func() { udp.Close() })
+	f.udpPort = udp.LocalAddr().(*net.UDPAddr).Port
 	f.target = startTarget(t)
 	return f
 }
@@ -205,6 +215,7 @@ func runProbe(t *testing.T, f *fixture, p sandbox.Policy, probes []string, extra
 		"-outside", f.outside, "-ro-file", f.roFile,
 		"-allow-port", fmt.Sprint(f.allowPort), "-deny-port", fmt.Sprint(f.denyPort),
 		"-abstract", f.abstract, "-target", fmt.Sprint(f.target),
+		"-unix-path", f.unixPath, "-udp-port", fmt.Sprint(f.udpPort),
 	}, extra...)
 	cmd := exec.CommandContext(ctx, probeBin, args...)
 	cmd.Env = append(os.Environ(), "HOME="+f.home)
@@ -280,6 +291,27 @@ func expectations() []expectation {
 		{"listen_default", "EACCES", "ok", func(s sandbox.Status) bool { return s.Network && s.Seccomp }},
 		{"socket_mptcp", "EPERM", "ok", seccomp},
 		{"abstract_unix", "EPERM", "ok", scoped},
+		// Issue 12.5: sockets a confined server never needs (seccomp).
+		{"unix_connect", "EPERM", "ok", seccomp},
+		{"unix_high_bits", "EPERM", "ok", seccomp},
+		{"udp_send", "EPERM", "ok", seccomp},
+		{"netlink_socket", "EPERM", "ok", seccomp},
+		{"socketpair", "EPERM", "ok", seccomp},
+		{"tcp_socket", "ok", "ok", always},
+		// The path-based chmod/chown family; fchmod/fchown stay for SQLite.
+		{"chmod_data", "EPERM", "ok", seccomp},
+		{"chown_data", "EPERM", "ok", seccomp},
+		{"fchmod_data", "ok", "ok", always},
+	}
+}
+
+// rootExpectations need privileges the test process has only as root:
+// packet and raw sockets need CAP_NET_RAW, so only with it does "ok" with
+// the sandbox off prove anything.
+func rootExpectations() []expectation {
+	return []expectation{
+		{"packet_socket", "EPERM", "ok", seccomp},
+		{"raw_socket", "EPERM", "ok", seccomp},
 	}
 }
 
@@ -303,7 +335,10 @@ func TestApply_Modes(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t)
 			exps := expectations()
-			r := runProbe(t, f, f.policy(mode), probeNames(exps))
+			if os.Geteuid() == 0 {
+				exps = append(exps, rootExpectations()...)
+			}
+			r := runProbe(t, f, f.policy(mode), append(probeNames(exps), "caps_held"))
 			st := r.apply.Status
 			if mode == sandbox.ModeStrict && predicted.LandlockABI < sandbox.MinNetworkABI {
 				if r.apply.Error == "" || st.Applied {
@@ -348,6 +383,18 @@ func TestApply_Modes(t *testing.T) {
 				}
 				if got := outcome(pl); got != want {
 					t.Errorf("probe %s: got %s, want %s (%s)", e.probe, got, want, pl.Err)
+				}
+			}
+			// As root every capability goes: none is held in any set, on
+			// this thread or (by psx) any other.
+			if caps := r.probes["caps_held"]; os.Geteuid() == 0 {
+				switch {
+				case !caps.OK:
+					t.Errorf("caps_held: %s", caps.Err)
+				case on && (caps.Value != 0 || len(st.CapsDropped) == 0):
+					t.Errorf("as root under the sandbox: %d capabilities held, Status.CapsDropped=%v; want none held, all listed", caps.Value, st.CapsDropped)
+				case !on && caps.Value == 0:
+					t.Errorf("as root with mode=off: no capabilities held, so the drop proves nothing")
 				}
 			}
 			// kill(1, 0) is EPERM for non-root users anyway; it only proves
@@ -448,6 +495,59 @@ func TestApply_NoConnectTCP(t *testing.T) {
 	r := runProbe(t, f, p, []string{"connect_allowed"})
 	if got, want := outcome(r.probes["connect_allowed"]), "EACCES"; got != want {
 		t.Errorf("probe connect_allowed: got %s, want %s", got, want)
+	}
+}
+
+// TestApply_AllowUDP checks that Policy.AllowUDP (HTTP mode with an
+// identity provider to resolve) lets UDP through while every other socket
+// the filter refuses stays refused.
+func TestApply_AllowUDP(t *testing.T) {
+	requireLandlock(t)
+	t.Parallel()
+	f := newFixture(t)
+	p := f.policy(sandbox.ModeAuto)
+	p.AllowUDP = true
+	r := runProbe(t, f, p, []string{"udp_send", "unix_connect", "netlink_socket", "tcp_socket"})
+	if r.apply.Error != "" {
+		t.Fatalf("apply: %s", r.apply.Error)
+	}
+	if got, want := strings.Join(r.apply.Status.Sockets, ","), "tcp,udp"; got != want {
+		t.Errorf("Status.Sockets=%q, want %q", got, want)
+	}
+	for name, want := range map[string]string{"udp_send": "ok", "unix_connect": "EPERM", "netlink_socket": "EPERM", "tcp_socket": "ok"} {
+		if got := outcome(r.probes[name]); got != want {
+			t.Errorf("probe %s: got %s, want %s (%s)", name, got, want, r.probes[name].Err)
+		}
+	}
+}
+
+// TestApply_KeepsDACOverrideForForeignDataDir runs as root with a data dir
+// owned by another user (mode 0700): the sandbox keeps cap_dac_override
+// alone, says why, and SQLite-like work in the data dir still succeeds;
+// everything else is dropped.
+func TestApply_KeepsDACOverrideForForeignDataDir(t *testing.T) {
+	requireLandlock(t)
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: only root holds capabilities to keep")
+	}
+	t.Parallel()
+	f := newFixture(t)
+	mustNoErr(t, os.Chown(f.data, 65534, 65534))
+	r := runProbe(t, f, f.policy(sandbox.ModeAuto), []string{"data_rw", "caps_held", "chmod_data"})
+	st := r.apply.Status
+	if r.apply.Error != "" {
+		t.Fatalf("apply: %s", r.apply.Error)
+	}
+	if got := strings.Join(st.CapsKept, ","); got != "cap_dac_override" || !strings.Contains(strings.Join(st.Notes, ";"), "belongs to uid 65534") {
+		t.Errorf("CapsKept=%q Notes=%q, want cap_dac_override kept, naming the owner", got, st.Notes)
+	}
+	for name, want := range map[string]string{"data_rw": "ok", "chmod_data": "EPERM"} {
+		if got := outcome(r.probes[name]); got != want {
+			t.Errorf("probe %s: got %s, want %s (%s)", name, got, want, r.probes[name].Err)
+		}
+	}
+	if got := r.probes["caps_held"].Value; got != 1 {
+		t.Errorf("caps_held=%d, want 1 (cap_dac_override only)", got)
 	}
 }
 

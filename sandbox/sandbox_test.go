@@ -98,11 +98,11 @@ func TestStatus_String(t *testing.T) {
 	}{
 		{"Full", sandbox.Status{Platform: "linux", Available: true, Mode: sandbox.ModeAuto, LandlockABI: 7,
 			Files: true, Network: true, Scoped: true, Seccomp: true, DeniedSyscalls: 56, ArchGuard: true, Applied: true},
-			"sandbox: landlock ABI 7 (files, tcp, scoping) + seccomp (56 syscalls denied, arch guard); mode=auto"},
+			"sandbox: landlock ABI 7 (files, tcp, scoping) + seccomp (56 denied, arch guard); mode=auto"},
 		{"OldKernel", sandbox.Status{Platform: "linux", Available: true, Mode: sandbox.ModeAuto, LandlockABI: 3,
 			Files: true, Seccomp: true, DeniedSyscalls: 64, ArgFiltered: 2, Applied: true,
 			Notes: []string{"network rules need ABI 4; kernel has 3"}},
-			"sandbox: landlock ABI 3 (files) + seccomp (64 syscalls denied, 2 by argument); mode=auto; network rules need ABI 4; kernel has 3"},
+			"sandbox: landlock ABI 3 (files) + seccomp (64 denied, 2 by argument); mode=auto; network rules need ABI 4; kernel has 3"},
 		{"Probe", sandbox.Status{Platform: "linux", Available: true, Mode: sandbox.ModeAuto, LandlockABI: 7, Files: true},
 			"sandbox: landlock ABI 7 (files); mode=auto (not applied)"},
 		{"Off", sandbox.Status{Platform: "linux", Available: true, Mode: sandbox.ModeOff, LandlockABI: 7},

@@ -33,6 +33,17 @@ func deniedSyscalls() []string {
 		"swapon", "swapoff", "reboot", "acct", "quotactl", "quotactl_fd", "syslog", "vhangup",
 		"settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
 		"sethostname", "setdomainname", "lookup_dcookie",
+		// Unix socket pairs: nothing after start-up needs one (the Go
+		// runtime, os/exec and SQLite do not), and AF_UNIX is the family
+		// socketFilter refuses.
+		"socketpair",
+		// The path-based chmod/chown family (chmod, chown and lchown are
+		// amd64-only, in archDeniedSyscalls): a confined tool must not
+		// change the modes or owners of what it can reach. fchmod and
+		// fchown stay allowed: SQLite calls them on the -wal and -journal
+		// files it has just created, to match the database's mode and (as
+		// root) owner.
+		"fchmodat", "fchmodat2", "fchownat",
 	}, archDeniedSyscalls()...)
 }
 
@@ -41,20 +52,85 @@ func deniedSyscalls() []string {
 const cloneNewNamespaces = unix.CLONE_NEWNS | unix.CLONE_NEWCGROUP | unix.CLONE_NEWUTS |
 	unix.CLONE_NEWIPC | unix.CLONE_NEWUSER | unix.CLONE_NEWPID | unix.CLONE_NEWNET
 
-// argFilteredSyscalls are denied for some arguments only:
-//   - clone with namespace flags (first argument on amd64 and arm64);
-//   - socket(..., IPPROTO_MPTCP): Landlock's TCP rules do not cover MPTCP
-//     (https://docs.kernel.org/userspace-api/landlock.html#network-flags). Go's net package falls back to
-//     plain TCP when creating an MPTCP socket fails, so even net.Listen
-//     and MPTCP dialers end up under the TCP rules.
+// argFilteredSyscalls are denied for some arguments only: clone with
+// namespace flags (first argument on amd64 and arm64). socket(2) is also
+// filtered by argument, in socketFilter, which go-seccomp-bpf's conditions
+// cannot express.
 func argFilteredSyscalls() []seccomp.NameWithConditions {
 	return []seccomp.NameWithConditions{
 		{Name: "clone", Conditions: seccomp.ArgumentConditions{
 			{Argument: 0, Operation: seccomp.BitsSet, Value: cloneNewNamespaces},
 		}},
-		{Name: "socket", Conditions: seccomp.ArgumentConditions{
-			{Argument: 2, Operation: seccomp.Equal, Value: unix.IPPROTO_MPTCP},
-		}},
+	}
+}
+
+// socketFilterCount is what socketFilter adds to Status.ArgFiltered.
+const socketFilterCount = 1
+
+// Offsets in struct seccomp_data (linux/seccomp.h) of the low 32 bits of
+// socket(2)'s arguments on a little-endian machine (amd64, arm64; the
+// only architectures with a deny list here).
+const (
+	offNR       = 0
+	offArch     = 4
+	offArgLo0   = 16  // domain
+	offArgLo1   = 24  // type | SOCK_NONBLOCK | SOCK_CLOEXEC
+	offArgLo2   = 32  // protocol
+	sockTypeMsk = 0xf // SOCK_TYPE_MASK (linux/net.h)
+)
+
+// socketFilter lets socket(2) create only the sockets the server uses
+// after start-up and refuses every other with EPERM:
+//
+//   - AF_INET and AF_INET6 stream sockets with protocol 0 or IPPROTO_TCP
+//     (the identity provider over TCP, which Landlock's TCP rules then
+//     confine to the granted ports);
+//   - with udp, AF_INET and AF_INET6 datagram sockets with protocol 0 or
+//     IPPROTO_UDP (DNS, in HTTP mode when the identity provider's host
+//     needs resolving).
+//
+// Everything else is refused: AF_UNIX (D-Bus, systemd, docker.sock and
+// any pathname socket, which Landlock below ABI 9 does not restrict),
+// AF_PACKET, AF_NETLINK and every other family, SOCK_RAW in any family,
+// UDP when !udp, ICMP "ping" sockets, SCTP, and MPTCP (which Landlock's
+// TCP rules do not cover; Go's net package falls back to plain TCP when
+// creating an MPTCP socket fails, so even net.Listen ends up under the
+// TCP rules).
+//
+// It is hand-written BPF because go-seccomp-bpf's conditions compare all
+// 64 bits of an argument for equality: the kernel reads socket(2)'s int
+// arguments from the low 32 bits only, so junk in the high half would
+// slip past an Equal, and the type argument needs masking (SOCK_NONBLOCK
+// and SOCK_CLOEXEC are OR-ed into it), which no condition can do. System
+// calls of a foreign architecture are left to the arch guard.
+func socketFilter(udp bool) []bpf.Instruction {
+	deny := bpf.RetConstant{Val: unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)}
+	allow := bpf.RetConstant{Val: unix.SECCOMP_RET_ALLOW}
+	dgram := uint32(unix.SOCK_DGRAM)
+	if !udp {
+		dgram = 0xff // matches no masked type
+	}
+	return []bpf.Instruction{
+		/* 0 */ bpf.LoadAbsolute{Off: offArch, Size: 4},
+		/* 1 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: nativeAuditArch, SkipFalse: 17}, // -> 19 allow
+		/* 2 */ bpf.LoadAbsolute{Off: offNR, Size: 4},
+		/* 3 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_SOCKET, SkipFalse: 15}, // -> 19 allow
+		/* 4 */ bpf.LoadAbsolute{Off: offArgLo0, Size: 4},
+		/* 5 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.AF_INET, SkipTrue: 1},
+		/* 6 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.AF_INET6, SkipFalse: 11}, // -> 18 deny
+		/* 7 */ bpf.LoadAbsolute{Off: offArgLo1, Size: 4},
+		/* 8 */ bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: sockTypeMsk},
+		/* 9 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SOCK_STREAM, SkipTrue: 2}, // -> 12
+		/* 10 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: dgram, SkipTrue: 4}, // -> 15
+		/* 11 */ bpf.Jump{Skip: 6}, // -> 18 deny
+		/* 12 */ bpf.LoadAbsolute{Off: offArgLo2, Size: 4},
+		/* 13 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0, SkipTrue: 5}, // -> 19 allow
+		/* 14 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.IPPROTO_TCP, SkipTrue: 4, SkipFalse: 3},
+		/* 15 */ bpf.LoadAbsolute{Off: offArgLo2, Size: 4},
+		/* 16 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0, SkipTrue: 2}, // -> 19 allow
+		/* 17 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.IPPROTO_UDP, SkipTrue: 1},
+		/* 18 */ deny,
+		/* 19 */ allow,
 	}
 }
 
@@ -79,7 +155,7 @@ func checkDenyList() (denied, argFiltered int, err error) {
 	if _, err := pol.Assemble(); err != nil {
 		return 0, 0, fmt.Errorf("deny list for %s: %w", runtime.GOARCH, err)
 	}
-	return len(pol.Syscalls[0].Names), len(pol.Syscalls[0].NamesWithCondtions), nil
+	return len(pol.Syscalls[0].Names), len(pol.Syscalls[0].NamesWithCondtions) + socketFilterCount, nil
 }
 
 // seccompActionAvail asks the kernel whether it supports a filter return
@@ -130,9 +206,10 @@ func clone3Filter() []bpf.Instruction {
 	}
 }
 
-// loadSeccomp loads the deny list and, if guard, the architecture guard,
-// both synchronised to every thread. It returns whether the guard is loaded.
-func loadSeccomp(guard bool) (bool, error) {
+// loadSeccomp loads the deny list, the socket filter (allowing UDP if
+// udp) and, if guard, the architecture guard, all synchronised to every
+// thread. It returns whether the guard is loaded.
+func loadSeccomp(guard, udp bool) (bool, error) {
 	pol := denyPolicy()
 	deny, err := pol.Assemble()
 	if err != nil {
@@ -152,6 +229,9 @@ func loadSeccomp(guard bool) (bool, error) {
 	}
 	if err := loadFilter(clone3Filter()); err != nil {
 		return false, fmt.Errorf("loading clone3 filter: %w", err)
+	}
+	if err := loadFilter(socketFilter(udp)); err != nil {
+		return false, fmt.Errorf("loading socket filter: %w", err)
 	}
 	if !guard {
 		return false, nil

@@ -7,8 +7,10 @@ import "golang.org/x/sys/unix"
 const nativeAuditArch = unix.AUDIT_ARCH_X86_64
 
 // archDeniedSyscalls are amd64-only additions to the deny list: port I/O,
-// LDT changes, and obsolete calls.
+// LDT changes, obsolete calls, and the path-based chmod/chown calls that
+// arm64 has only in their *at form.
 func archDeniedSyscalls() []string {
 	return []string{"iopl", "ioperm", "modify_ldt", "uselib", "_sysctl",
-		"create_module", "get_kernel_syms", "query_module", "nfsservctl"}
+		"create_module", "get_kernel_syms", "query_module", "nfsservctl",
+		"chmod", "chown", "lchown"}
 }

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 
 	"github.com/mark3labs/mcp-go/mcp"
 
@@ -12,10 +14,28 @@ import (
 // credential: capabilities.experimental["io.idmcp/auth"].token.
 const AuthCapability = "io.idmcp/auth"
 
-// frame is what the gate needs from one JSON-RPC request. It is parsed from
-// the raw message because mcp-go's typed initialize request drops _meta and
-// the hook runs before mcp-go parses anything.
-type frame struct {
+// FrameKind says what a JSON-RPC message is.
+type FrameKind int
+
+const (
+	// KindRequest has a method and an id: it gets one answer.
+	KindRequest FrameKind = iota + 1
+	// KindNotification has no id (or a null one): it gets no answer.
+	KindNotification
+	// KindResponse has an id, a result or an error, and no method: the
+	// client's answer to a request the server sent (sampling, elicitation,
+	// roots).
+	KindResponse
+)
+
+// Frame is one JSON-RPC message as the gate and the transport see it,
+// parsed once from the raw line: mcp-go's typed initialize request drops
+// _meta, and the gate must run before mcp-go parses anything.
+type Frame struct {
+	Kind FrameKind
+	// ID is the request's id exactly as sent (nil for a notification), so an
+	// answer echoes it byte for byte.
+	ID     json.RawMessage
 	Method string
 	// Tool and Arguments are set for tools/call.
 	Tool      string
@@ -23,13 +43,31 @@ type frame struct {
 	// Modern is true for 2026-07-28 requests (protocol version in _meta).
 	Modern bool
 	// Token is the credential in the request's client capabilities, if any.
+	// It is a secret: never log it or put it in an error.
 	Token  string
 	Client auth.ClientInfo
 	// Version is the protocol version in _meta, if any.
 	Version string
 	// meta is the request's _meta, if any.
 	meta *mcp.Meta
+	// CancelID is the requestId of a notifications/cancelled.
+	CancelID json.RawMessage
+	// Result and Error are a response's members (KindResponse only).
+	Result json.RawMessage
+	Error  *FrameError
+	// Raw is the message as received, for mcp-go's HandleMessage.
+	Raw json.RawMessage
 }
+
+// FrameError is the error member of a JSON-RPC response.
+type FrameError struct {
+	Code    int             `json:"code"`
+	Message string          `json:"message"`
+	Data    json.RawMessage `json:"data,omitempty"`
+}
+
+// frame is the name http.go knows the parse by.
+type frame = Frame
 
 type wireCaps struct {
 	Experimental map[string]json.RawMessage `json:"experimental"`
@@ -40,34 +78,69 @@ type wireClientInfo struct {
 	Version string `json:"version"`
 }
 
+// wireRequest is what the gate reads of a request's members.
 type wireRequest struct {
 	Method string `json:"method"`
 	Params struct {
 		Name         string          `json:"name"`
 		Arguments    json.RawMessage `json:"arguments"`
+		RequestID    json.RawMessage `json:"requestId"`
 		Capabilities *wireCaps       `json:"capabilities"`
 		ClientInfo   *wireClientInfo `json:"clientInfo"`
 		Meta         json.RawMessage `json:"_meta"`
 	} `json:"params"`
 }
 
+// wireFrame is a whole message: a request's members and a response's.
+type wireFrame struct {
+	wireRequest
+	ID     json.RawMessage `json:"id"`
+	Result json.RawMessage `json:"result"`
+	Error  *FrameError     `json:"error"`
+}
+
 // firstEra is the first protocol version without initialize (2026-07-28).
 const firstEra = "2026-07-28"
 
-// parseFrame extracts the gate's view of a request. A message that does not
-// parse yields a frame with only what could be read; mcp-go then answers the
-// parse error itself, after the gate has refused or allowed it.
-func parseFrame(raw []byte) frame {
-	var w wireRequest
-	_ = json.Unmarshal(raw, &w)
-	return w.frame()
+// ErrNotJSON is returned by ParseFrame for a message that is not JSON at all;
+// the answer is a JSON-RPC parse error (-32700) with a null id.
+var ErrNotJSON = errors.New("not a JSON value")
+
+// ParseFrame parses one JSON-RPC message once, for the gate and the
+// transport. Only a message that is not JSON fails (ErrNotJSON): a member of
+// the wrong type leaves its field empty and the rest is still read, so a
+// request is gated by what could be read and mcp-go then answers the shape
+// error itself.
+func ParseFrame(raw []byte) (Frame, error) {
+	var w wireFrame
+	if err := json.Unmarshal(raw, &w); err != nil {
+		var syn *json.SyntaxError
+		if errors.As(err, &syn) || !json.Valid(raw) {
+			return Frame{Raw: raw}, ErrNotJSON
+		}
+	}
+	switch {
+	case len(w.ID) == 0 || bytes.Equal(w.ID, []byte("null")):
+		f := w.frame()
+		f.Kind, f.Raw = KindNotification, raw
+		return f, nil
+	case w.Method == "" && (w.Result != nil || w.Error != nil):
+		return Frame{Kind: KindResponse, ID: w.ID, Result: w.Result, Error: w.Error, Raw: raw}, nil
+	default:
+		f := w.frame()
+		f.Kind, f.ID, f.Raw = KindRequest, w.ID, raw
+		return f, nil
+	}
 }
 
 // frame is the gate's view of a decoded request.
-func (w *wireRequest) frame() frame {
-	f := frame{Method: w.Method}
-	if w.Method == "tools/call" {
+func (w *wireRequest) frame() Frame {
+	f := Frame{Method: w.Method}
+	switch w.Method {
+	case "tools/call":
 		f.Tool, f.Arguments = w.Params.Name, w.Params.Arguments
+	case "notifications/cancelled":
+		f.CancelID = w.Params.RequestID
 	}
 	caps := w.Params.Capabilities
 	info := w.Params.ClientInfo
@@ -108,6 +181,12 @@ func (w *wireRequest) frame() frame {
 	if info != nil {
 		f.Client = clientInfo(info.Name, info.Version)
 	}
+	return f
+}
+
+// parseFrame is ParseFrame for callers that gate whatever could be read.
+func parseFrame(raw []byte) frame {
+	f, _ := ParseFrame(raw)
 	return f
 }
 

@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"errors"
 	"testing"
 )
 
@@ -45,6 +46,58 @@ func FuzzParseFrame(f *testing.F) {
 		f := parseFrame(raw)
 		if f.Method != "tools/call" && (f.Tool != "" || f.Arguments != nil) {
 			t.Fatalf("tool set for method %q", f.Method)
+		}
+	})
+}
+
+func TestParseFrame_Kind(t *testing.T) {
+	tests := []struct {
+		name, raw string
+		kind      FrameKind
+		id        string
+		err       error
+	}{
+		{"Request", `{"jsonrpc":"2.0","id":"x","method":"ping"}`, KindRequest, `"x"`, nil},
+		{"Notification", `{"jsonrpc":"2.0","method":"notifications/initialized"}`, KindNotification, "", nil},
+		{"NullID", `{"jsonrpc":"2.0","id":null,"method":"ping"}`, KindNotification, "", nil},
+		{"Result", `{"jsonrpc":"2.0","id":7,"result":{}}`, KindResponse, "7", nil},
+		{"Error", `{"jsonrpc":"2.0","id":7,"error":{"code":-1,"message":"no"}}`, KindResponse, "7", nil},
+		// A method makes it a request whatever else it carries.
+		{"MethodAndResult", `{"jsonrpc":"2.0","id":8,"method":"ping","result":{}}`, KindRequest, "8", nil},
+		// Wrong member types leave fields empty; the request is still gated.
+		{"ParamsNotObject", `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":"x"}`, KindRequest, "9", nil},
+		{"Array", `[{"jsonrpc":"2.0","id":1,"method":"ping"}]`, KindNotification, "", nil},
+		{"NotJSON", `{"id":`, 0, "", ErrNotJSON},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := ParseFrame([]byte(tc.raw))
+			if !errors.Is(err, tc.err) || f.Kind != tc.kind || string(f.ID) != tc.id || string(f.Raw) != tc.raw {
+				t.Fatalf("ParseFrame = %+v, %v; want kind %d id %q err %v", f, err, tc.kind, tc.id, tc.err)
+			}
+		})
+	}
+}
+
+func FuzzParseFrame_Kind(f *testing.F) {
+	f.Add([]byte(`{"jsonrpc":"2.0","id":7,"result":{}}`))
+	f.Add([]byte(`{"id":1,"method":"tools/call","params":{"name":"a","arguments":{}}}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		fr, err := ParseFrame(raw)
+		if err != nil {
+			return
+		}
+		switch fr.Kind {
+		case KindRequest, KindResponse:
+			if len(fr.ID) == 0 || !json.Valid(fr.ID) {
+				t.Fatalf("kind %d with id %q", fr.Kind, fr.ID)
+			}
+		case KindNotification:
+			if fr.ID != nil {
+				t.Fatalf("notification with id %q", fr.ID)
+			}
+		default:
+			t.Fatalf("no kind for %q", raw)
 		}
 	})
 }

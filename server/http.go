@@ -45,12 +45,21 @@ const (
 	DefaultRequestTimeout  = 2 * time.Minute
 	DefaultShutdownTimeout = 30 * time.Second
 	DefaultResourceName    = "idmcp"
-	// DefaultSubjectRate and DefaultSubjectBurst limit one subject's requests.
+	// DefaultSubjectRate and DefaultSubjectBurst limit one subject's
+	// requests: 20/s sustained is far above what an agent driving tools
+	// through a model needs (each call waits for a model turn), while a
+	// runaway loop or a leaked token is slowed to a rate the audit log and
+	// the tools absorb; the burst of 40 lets a client list tools and fire a
+	// parallel batch at once. A service account shared by a team may need
+	// more: [http] subject_rate / --subject-rate (0 turns it off).
 	DefaultSubjectRate  rate.Limit = 20
 	DefaultSubjectBurst            = 40
 	// DefaultFailedAuthRate and DefaultFailedAuthBurst limit the failed
 	// authentications (no token, bad token, bad Origin) of one client
-	// address; beyond them its failures get 429 and no audit row.
+	// address; beyond them its failures get 429 and no audit row. One a
+	// second with a burst of 20 is more than a client that refreshes an
+	// expired token ever causes, and keeps a token-guessing or log-filling
+	// client to 86,400 audit rows a day.
 	DefaultFailedAuthRate  rate.Limit = 1
 	DefaultFailedAuthBurst            = 20
 	// maxLimiters bounds each rate limiter table.
@@ -58,7 +67,8 @@ const (
 )
 
 // RateLimit configures request rate limits (golang.org/x/time/rate token
-// buckets). Zero fields take the defaults.
+// buckets). Zero fields take the defaults; a rate of rate.Inf turns that
+// limit off.
 type RateLimit struct {
 	// PerSubject is the sustained request rate of one subject (per issuer).
 	PerSubject rate.Limit
@@ -443,10 +453,13 @@ func (h *HTTP) refuseAuth(w http.ResponseWriter, r *http.Request, addr string, n
 		if h.failures.exhausted(addr, now) {
 			// Counted, not dropped: one summary row per address per minute.
 			h.recordSuppressed(r.Context(), h.suppressed.count(addr, now))
-			if auth.KindOf(err) == auth.KindUnauthenticated {
+			if auth.KindOf(err) == auth.KindUnauthenticated || errors.Is(err, jwtauth.ErrClaimsRefused) {
 				// A request with no token is every client's first step of
-				// discovery: it still gets its 401 challenge (so new clients
-				// behind a shared address are not locked out), just no row.
+				// discovery, and a token signed by the issuer's key that is
+				// expired or for another audience comes from a genuine
+				// client that must learn to refresh: both still get their
+				// 401 challenge (so clients behind a shared address are not
+				// locked out by someone else's junk), just no row.
 				h.write(w, h.answerFor(err, false), nil)
 				return
 			}
@@ -500,9 +513,15 @@ func (h *HTTP) answerFor(err error, modern bool) answer {
 	case errors.As(err, &ae):
 		switch ae.Kind {
 		case auth.KindUnauthenticated:
-			return answer{status: http.StatusUnauthorized, challenge: "Bearer " + rm, code: mcp.INVALID_REQUEST, message: ae.Msg}
+			return answer{status: http.StatusUnauthorized, challenge: "Bearer " + rm + h.scopeParam(), code: mcp.INVALID_REQUEST, message: ae.Msg}
 		case auth.KindInvalidToken:
-			return answer{status: http.StatusUnauthorized, challenge: `Bearer error="invalid_token", ` + rm, code: mcp.INVALID_REQUEST, message: "invalid token"}
+			// RFC 6750 §3: error_description is a fixed sentence about what
+			// was wrong (jwtauth.Description), never the token or the
+			// precise reason, which only the audit row gets.
+			desc := jwtauth.Description(err)
+			return answer{status: http.StatusUnauthorized,
+				challenge: `Bearer error="invalid_token", ` + rm + `, error_description="` + desc + `"` + h.scopeParam(),
+				code:      mcp.INVALID_REQUEST, message: "invalid token: " + desc}
 		case auth.KindInsufficientScope:
 			return answer{
 				status:    http.StatusForbidden,
@@ -529,6 +548,18 @@ func (h *HTTP) answerFor(err error, modern bool) answer {
 	}
 	h.core.log.Error("internal error", "err", err)
 	return answer{status: http.StatusInternalServerError, code: mcp.INTERNAL_ERROR, message: "internal error; see the server log"}
+}
+
+// scopeParam is the challenge's scope parameter: the scopes the server's
+// tools need (MCP authorization 2025-11-25, "Scope Selection Strategy": a
+// client requests what the 401 names), preceded by ", "; empty when no tool
+// needs a scope.
+func (h *HTTP) scopeParam() string {
+	sc := h.cfg.Authorizer.Scopes()
+	if len(sc) == 0 {
+		return ""
+	}
+	return `, scope="` + strings.Join(sc, " ") + `"`
 }
 
 // rpcStatus is the HTTP status of a JSON-RPC error answer: 200 in the legacy
@@ -771,6 +802,9 @@ func (s *limiterSet) get(key string, now time.Time) *rate.Limiter {
 // reserve takes one token for key; when none is left it returns false and
 // the seconds until one will be.
 func (s *limiterSet) reserve(key string, now time.Time) (int, bool) {
+	if s.limit == rate.Inf {
+		return 0, true
+	}
 	r := s.get(key, now).ReserveN(now, 1)
 	if !r.OK() {
 		return 60, false
@@ -784,6 +818,9 @@ func (s *limiterSet) reserve(key string, now time.Time) (int, bool) {
 
 // exhausted reports whether key has no token left (without taking one).
 func (s *limiterSet) exhausted(key string, now time.Time) bool {
+	if s.limit == rate.Inf {
+		return false
+	}
 	s.mu.Lock()
 	l, ok := s.m[key]
 	s.mu.Unlock()
@@ -802,5 +839,8 @@ func (s *limiterSet) retryAfter(key string, now time.Time) int {
 
 // strike takes one token from key, if there is one.
 func (s *limiterSet) strike(key string, now time.Time) {
+	if s.limit == rate.Inf {
+		return
+	}
 	s.get(key, now).AllowN(now, 1)
 }

@@ -303,6 +303,9 @@ func TestHTTP_Answers(t *testing.T) {
 	v := newFakeVerifier()
 	hs := MustHarness(t, v, nil)
 	prm := `resource_metadata="` + hs.h.PRMURL() + `"`
+	// The scopes the tools need (MCP authorization: a client requests what
+	// the 401 names).
+	scope := `, scope="todo:read todo:write"`
 	createBody, _ := callBody("todo_create", map[string]any{"title": "x"}, false)
 	deleteBody, _ := callBody("todo_delete", map[string]any{"id": 1}, false)
 	deleteModern, deleteModernHdr := callBody("todo_delete", map[string]any{"id": 1}, true)
@@ -320,11 +323,12 @@ func TestHTTP_Answers(t *testing.T) {
 		retryAfter bool
 		inMessage  string // substring of the JSON-RPC error message
 	}{
-		{name: "NoToken", method: "POST", body: listBody(), status: 401, challenge: "Bearer " + prm},
-		{name: "InvalidToken", method: "POST", token: "forged", body: listBody(), status: 401, challenge: `Bearer error="invalid_token", ` + prm, inMessage: "invalid token"},
-		{name: "BasicScheme", method: "POST", body: listBody(), hdr: map[string]string{"Authorization": "Basic dXNlcjpwYXNz"}, status: 401, challenge: "Bearer " + prm},
-		{name: "GETWithoutToken", method: "GET", status: 401, challenge: "Bearer " + prm},
-		{name: "DELETEWithoutToken", method: "DELETE", status: 401, challenge: "Bearer " + prm},
+		{name: "NoToken", method: "POST", body: listBody(), status: 401, challenge: "Bearer " + prm + scope},
+		{name: "InvalidToken", method: "POST", token: "forged", body: listBody(), status: 401,
+			challenge: `Bearer error="invalid_token", ` + prm + `, error_description="the access token could not be verified"` + scope, inMessage: "invalid token"},
+		{name: "BasicScheme", method: "POST", body: listBody(), hdr: map[string]string{"Authorization": "Basic dXNlcjpwYXNz"}, status: 401, challenge: "Bearer " + prm + scope},
+		{name: "GETWithoutToken", method: "GET", status: 401, challenge: "Bearer " + prm + scope},
+		{name: "DELETEWithoutToken", method: "DELETE", status: 401, challenge: "Bearer " + prm + scope},
 		{name: "GETWithToken", method: "GET", token: tokReader, status: 405, challenge: "-"},
 		{name: "KeysUnavailable", method: "POST", token: tokReader, body: listBody(), unavail: true, status: 503, challenge: "-", retryAfter: true},
 		{name: "BadOrigin", method: "POST", token: tokReader, body: listBody(), hdr: map[string]string{"Origin": "https://evil.example"}, status: 403, challenge: "-", inMessage: "origin"},

@@ -107,9 +107,9 @@ var (
 	_ mcpserver.SessionWithStreamableHTTPConfig = (*httpSession)(nil)
 )
 
-// notificationBuffer is how many notifications one request may send (mcp-go
+// httpNotificationBuffer is how many notifications one request may send (mcp-go
 // buffers 100 per session; past it, mcp-go drops them and reports to OnError).
-const notificationBuffer = 100
+const httpNotificationBuffer = 100
 
 func (s *httpSession) SessionID() string { return s.id }
 func (s *httpSession) Initialize()       {}
@@ -119,7 +119,7 @@ func (s *httpSession) NotificationChannel() chan<- mcp.JSONRPCNotification {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ch == nil {
-		s.ch = make(chan mcp.JSONRPCNotification, notificationBuffer)
+		s.ch = make(chan mcp.JSONRPCNotification, httpNotificationBuffer)
 	}
 	return s.ch
 }

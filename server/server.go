@@ -268,6 +268,12 @@ func (c *core) handler(spec tools.Spec, transport string, who principalFunc) mcp
 			msg := tools.UserMessage(err)
 			ev.Outcome, ev.Reason = audit.Failed, "allowed; tool error: "+msg
 			out = mcp.NewToolResultError(msg)
+		case ctx.Err() != nil:
+			// Cancelled: by the client (notifications/cancelled) or at the
+			// shutdown deadline; the cause says which.
+			cause := context.Cause(ctx)
+			ev.Outcome, ev.Reason = audit.Failed, "allowed; cancelled: "+cause.Error()
+			out = mcp.NewToolResultError(fmt.Sprintf("tool %q was cancelled: %v", spec.Name, cause))
 		default:
 			c.log.Error("tool failed", "tool", spec.Name, "err", err)
 			ev.Outcome, ev.Reason = audit.Failed, "allowed; internal error: "+err.Error()
@@ -277,6 +283,10 @@ func (c *core) handler(spec tools.Spec, transport string, who principalFunc) mcp
 		body, _ := json.Marshal(out)
 		sum := sha256.Sum256(body)
 		ev.ResultBytes, ev.ResultSHA256 = int64(len(body)), hex.EncodeToString(sum[:])
+		if !claimOutcomeRow(ctx) {
+			// The transport gave up on this call and wrote its row.
+			return nil, context.Cause(ctx)
+		}
 		if err := c.record(ctx, ev); err != nil {
 			// Fail closed: a result whose row is not on disk is withheld.
 			return nil, fmt.Errorf("audit log unavailable; the result of %q was withheld", spec.Name)

@@ -1,20 +1,53 @@
 package server
 
 import (
-	"bytes"
+	"bufio"
 	"errors"
 	"io"
 	"strings"
 	"testing"
 )
 
-func TestLineLimitReader(t *testing.T) {
-	ok := strings.Repeat("a", 10) + "\n" + strings.Repeat("b", 10) + "\n"
-	if b, err := io.ReadAll(&lineLimitReader{r: strings.NewReader(ok), max: 10}); err != nil || !bytes.Equal(b, []byte(ok)) {
-		t.Fatalf("lines at the limit: %q %v", b, err)
+func TestReadLine(t *testing.T) {
+	read := func(in string, max, bufSize int) ([]string, error) {
+		br := bufio.NewReaderSize(strings.NewReader(in), bufSize)
+		var lines []string
+		for {
+			l, err := readLine(br, max)
+			if len(l) > 0 || err == nil {
+				lines = append(lines, string(l))
+			}
+			if err == io.EOF {
+				return lines, nil
+			}
+			if err != nil {
+				return lines, err
+			}
+		}
 	}
-	_, err := io.ReadAll(&lineLimitReader{r: strings.NewReader(strings.Repeat("c", 11) + "\n"), max: 10})
-	if !errors.Is(err, ErrLineTooLong) {
-		t.Fatalf("over the limit: %v, want ErrLineTooLong", err)
+	a, b := strings.Repeat("a", 10), strings.Repeat("b", 10)
+	for _, tc := range []struct {
+		name    string
+		in      string
+		max     int
+		want    []string
+		wantErr error
+	}{
+		{"AtTheLimit", a + "\n" + b + "\n", 10, []string{a, b}, nil},
+		{"LastLineWithoutNewline", a + "\n" + b, 10, []string{a, b}, nil},
+		{"OverTheLimit", a + "\n" + b + "c\n", 10, []string{a}, ErrLineTooLong},
+		{"OverTheLimitNoNewline", a + "\n" + b + "c", 10, []string{a}, ErrLineTooLong},
+		{"EmptyLines", "\n\n" + a + "\n", 10, []string{"", "", a}, nil},
+	} {
+		// A 16-byte buffer makes every long line span several reads.
+		for _, size := range []int{16, 4096} {
+			got, err := read(tc.in, tc.max, size)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("%s/%d: err %v, want %v", tc.name, size, err, tc.wantErr)
+			}
+			if strings.Join(got, "|") != strings.Join(tc.want, "|") {
+				t.Fatalf("%s/%d: lines %q, want %q", tc.name, size, got, tc.want)
+			}
+		}
 	}
 }

@@ -13,7 +13,8 @@ import (
 	"strings"
 	"time"
 
-	_ "modernc.org/sqlite" // pure-Go SQLite driver, keeps CGO_ENABLED=0.
+	"modernc.org/sqlite" // pure-Go SQLite driver, keeps CGO_ENABLED=0.
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // Sync is SQLite's synchronous setting for a writer.
@@ -93,17 +94,43 @@ func OpenSQLite(ctx context.Context, path string, readOnly bool, sync Sync, migr
 	if !readOnly {
 		db.SetMaxOpenConns(1)
 	}
-	if err := pingRetry(ctx, db); err != nil {
+	if err := retryBusy(ctx, func() error { return db.PingContext(ctx) }); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	if !readOnly && migrations != nil {
-		if err := migrate(ctx, db, migrations); err != nil {
+		if err := retryBusy(ctx, func() error { return migrate(ctx, db, migrations) }); err != nil {
 			_ = db.Close()
 			return nil, fmt.Errorf("migrate %s: %w", path, err)
 		}
 	}
 	return db, nil
+}
+
+// openBusyTimeout bounds how long opening waits out other processes.
+const openBusyTimeout = 15 * time.Second
+
+// retryBusy runs f until it does not fail with SQLITE_BUSY, for at most
+// openBusyTimeout. Switching a new file to WAL takes an exclusive lock for
+// which SQLite does not call the busy handler, so servers started together
+// on a new data dir (a host launching two entries) meet "database is
+// locked" at open; once the file is in WAL mode this never loops.
+func retryBusy(ctx context.Context, f func() error) error {
+	deadline := time.Now().Add(openBusyTimeout)
+	wait := 5 * time.Millisecond
+	for {
+		err := f()
+		var se *sqlite.Error
+		if err == nil || !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 100*time.Millisecond)
+	}
 }
 
 // migrate applies what is missing of migrations. Several processes may open
@@ -162,23 +189,4 @@ func migrateOne(ctx context.Context, db *sql.DB, migrations fs.FS, name string, 
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
-}
-
-// pingRetry opens the first connection, retrying for up to 10 s while the
-// file is busy: several servers starting at once on a new data dir (a host
-// launching two entries) meet at its creation, and switching a new file to
-// WAL can answer SQLITE_BUSY at once, without SQLite's busy handler.
-func pingRetry(ctx context.Context, db *sql.DB) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
-		err := db.PingContext(ctx)
-		if err == nil || !strings.Contains(err.Error(), "SQLITE_BUSY") || time.Now().Add(wait).After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(wait):
-		}
-	}
 }

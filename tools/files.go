@@ -15,6 +15,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -209,6 +210,121 @@ func entryType(m fs.FileMode) string {
 	return "other"
 }
 
+// typeName names a file type for a refusal: "a named pipe (FIFO)".
+func typeName(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	}
+	return "an irregular file"
+}
+
+// errNotRegular is the refusal of a path that is not a regular file.
+func errNotRegular(rel string, m fs.FileMode) error {
+	if m.IsDir() {
+		return fmt.Errorf("%s: is a directory, not a regular file; use files_list: %w", rel, ErrInput)
+	}
+	return fmt.Errorf("%s: is %s, not a regular file: %w", rel, typeName(m), ErrInput)
+}
+
+// errNotDir is the refusal of a path that is not a directory.
+func errNotDir(rel string, m fs.FileMode) error {
+	if m.IsRegular() {
+		return fmt.Errorf("%s: not a directory; use files_read: %w", rel, ErrInput)
+	}
+	return fmt.Errorf("%s: is %s, not a directory: %w", rel, typeName(m), ErrInput)
+}
+
+// open opens rel for reading and returns it only if it is a directory
+// (dir) or a regular file (!dir), judged by fstat on the opened
+// descriptor, so nothing swapped in after a check is read. The open itself
+// never blocks: it adds O_NONBLOCK, without which opening a FIFO waits for
+// a writer forever and pins the tool worker (issue 12.3).
+//
+// A Stat through the root comes first, but only to refuse early: opening a
+// device node can have side effects in its driver, and open(2) of a socket
+// fails with ENXIO, which would not name the type. The descriptor's type is
+// the one that decides.
+func (w *Workspace) open(rel string, dir bool) (*os.File, fs.FileInfo, error) {
+	check := func(fi fs.FileInfo) error {
+		switch {
+		case dir && !fi.IsDir():
+			return errNotDir(rel, fi.Mode())
+		case !dir && !fi.Mode().IsRegular():
+			return errNotRegular(rel, fi.Mode())
+		}
+		return nil
+	}
+	fi, err := w.root.Stat(rel)
+	if err != nil {
+		return nil, nil, fileErr(rel, err)
+	}
+	if err := check(fi); err != nil {
+		return nil, nil, err
+	}
+	f, err := w.root.OpenFile(rel, os.O_RDONLY|openNonblock, 0)
+	if err != nil {
+		return nil, nil, fileErr(rel, err)
+	}
+	if fi, err = f.Stat(); err != nil {
+		f.Close()
+		return nil, nil, fileErr(rel, err)
+	}
+	if err := check(fi); err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, fi, nil
+}
+
+// walkFS is the workspace as an fs.FS for fs.WalkDir whose directories are
+// opened by [Workspace.open]: a directory swapped for a FIFO during a walk
+// is refused instead of blocking the walk.
+type walkFS struct{ w *Workspace }
+
+var (
+	_ fs.ReadDirFS = walkFS{}
+	_ fs.StatFS    = walkFS{}
+)
+
+// Open opens a regular file or a directory without blocking.
+func (f walkFS) Open(name string) (fs.File, error) {
+	fi, err := f.w.root.Stat(name)
+	if err != nil {
+		return nil, err
+	}
+	file, _, err := f.w.open(name, fi.IsDir())
+	if err != nil {
+		return nil, err
+	}
+	return file, nil
+}
+
+// Stat is os.Root's Stat; it opens nothing.
+func (f walkFS) Stat(name string) (fs.FileInfo, error) { return f.w.root.Stat(name) }
+
+// ReadDir lists a directory sorted by name, as fs.ReadDir does.
+func (f walkFS) ReadDir(name string) ([]fs.DirEntry, error) {
+	d, _, err := f.w.open(name, true)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	entries, err := d.ReadDir(-1)
+	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	return entries, err
+}
+
 // Files returns files_list, files_read, files_search and files_write,
 // confined to w. With a nil w (to show the tool set without a workspace) the
 // handlers refuse every call.
@@ -281,7 +397,7 @@ func Files(w *Workspace) []Spec {
 			Name:  "files_search",
 			Title: "Search workspace files",
 			Description: fmt.Sprintf("Find lines containing a literal string in the workspace's text files, below path, optionally only in files whose name matches glob. "+
-				"Skips binary files, symbolic links and .git directories. Stops after %d matches, %d files or %d bytes read, and says so.",
+				"Skips binary files, symbolic links, named pipes, sockets, devices and .git directories. Stops after %d matches, %d files or %d bytes read, and says so.",
 				cfg.MaxSearchMatches, cfg.MaxSearchFiles, cfg.MaxSearchBytes),
 			InputSchema: json.RawMessage(fmt.Sprintf(`{"type":"object","properties":{`+
 				`"query":{"type":"string","minLength":1,"maxLength":%d,"description":"Literal text to find (not a regular expression)."},`+
@@ -333,13 +449,11 @@ func (w *Workspace) list(ctx context.Context, p string, recursive bool) (*Result
 	if err != nil {
 		return nil, err
 	}
-	fi, err := w.root.Stat(rel)
+	dir, _, err := w.open(rel, true)
 	if err != nil {
-		return nil, fileErr(rel, err)
+		return nil, err
 	}
-	if !fi.IsDir() {
-		return nil, fmt.Errorf("%s: not a directory; use files_read: %w", rel, ErrInput)
-	}
+	defer dir.Close()
 	limit := w.cfg.MaxListEntries
 	entries := []FileEntry{}
 	truncated := false
@@ -358,7 +472,7 @@ func (w *Workspace) list(ctx context.Context, p string, recursive bool) (*Result
 		return true
 	}
 	if recursive {
-		err = fs.WalkDir(w.root.FS(), rel, func(name string, d fs.DirEntry, err error) error {
+		err = fs.WalkDir(walkFS{w}, rel, func(name string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return nil // an unreadable subdirectory is left out, not fatal
 			}
@@ -374,15 +488,9 @@ func (w *Workspace) list(ctx context.Context, p string, recursive bool) (*Result
 			return nil
 		})
 	} else {
-		var f *os.File
-		f, err = w.root.Open(rel)
-		if err != nil {
-			return nil, fileErr(rel, err)
-		}
-		defer f.Close()
 		for err == nil && !truncated {
 			var batch []fs.DirEntry
-			batch, err = f.ReadDir(256)
+			batch, err = dir.ReadDir(256)
 			for _, d := range batch {
 				if !add(path.Join(rel, d.Name()), d) {
 					break
@@ -415,25 +523,11 @@ func (w *Workspace) read(p string, offset, length int64) (*Result, error) {
 	if length > limit {
 		return nil, fmt.Errorf("length %d exceeds the read limit of %d bytes; read in parts: %w", length, limit, ErrInput)
 	}
-	// Stat before opening: opening a FIFO would block.
-	fi, err := w.root.Stat(rel)
+	f, fi, err := w.open(rel, false)
 	if err != nil {
-		return nil, fileErr(rel, err)
-	}
-	if err := regular(rel, fi); err != nil {
 		return nil, err
-	}
-	f, err := w.root.Open(rel)
-	if err != nil {
-		return nil, fileErr(rel, err)
 	}
 	defer f.Close()
-	if fi, err = f.Stat(); err != nil {
-		return nil, fileErr(rel, err)
-	}
-	if err := regular(rel, fi); err != nil {
-		return nil, err
-	}
 	size := fi.Size()
 	if offset > size {
 		return nil, fmt.Errorf("%s: offset %d is past the end of the file (%d bytes): %w", rel, offset, size, ErrInput)
@@ -457,16 +551,6 @@ func (w *Workspace) read(p string, offset, length int64) (*Result, error) {
 		out["encoding"], out["content"] = "base64", base64.StdEncoding.EncodeToString(b)
 	}
 	return JSONResult(out)
-}
-
-func regular(rel string, fi fs.FileInfo) error {
-	switch {
-	case fi.IsDir():
-		return fmt.Errorf("%s: is a directory; use files_list: %w", rel, ErrInput)
-	case !fi.Mode().IsRegular():
-		return fmt.Errorf("%s: not a regular file: %w", rel, ErrInput)
-	}
-	return nil
 }
 
 func (w *Workspace) write(p, content string, overwrite, createDirs bool) (*Result, error) {
@@ -493,8 +577,10 @@ func (w *Workspace) write(p, content string, overwrite, createDirs bool) (*Resul
 		if fi.Mode()&fs.ModeSymlink != 0 {
 			return nil, fmt.Errorf("%s: is a symbolic link; write to the file it points to: %w", rel, ErrInput)
 		}
-		if err := regular(rel, fi); err != nil {
-			return nil, err
+		// Lstat is enough here: the target is never opened, only
+		// replaced by rename, so a FIFO swapped in cannot block.
+		if !fi.Mode().IsRegular() {
+			return nil, errNotRegular(rel, fi.Mode())
 		}
 		if !overwrite {
 			return nil, fmt.Errorf("%s: exists; set overwrite to replace it: %w", rel, ErrInput)
@@ -562,15 +648,18 @@ func (w *Workspace) search(ctx context.Context, a searchArgs) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := w.root.Stat(rel); err != nil {
+	switch fi, err := w.root.Stat(rel); {
+	case err != nil:
 		return nil, fileErr(rel, err)
+	case !fi.IsDir() && !fi.Mode().IsRegular():
+		return nil, errNotRegular(rel, fi.Mode())
 	}
 	query := []byte(a.Query)
 	if a.IgnoreCase {
 		query = bytes.ToLower(query)
 	}
 	matches := []SearchMatch{}
-	var files int
+	var files, skipped int
 	var scanned int64
 	stoppedBy, note := "", ""
 	stop := func(by, msg string) error {
@@ -578,14 +667,12 @@ func (w *Workspace) search(ctx context.Context, a searchArgs) (*Result, error) {
 		return errSearchDone
 	}
 	searchFile := func(name string) error {
-		f, err := w.root.Open(name)
+		f, _, err := w.open(name, false)
 		if err != nil {
-			return nil // vanished or unreadable: not the caller's problem
+			skipped++
+			return nil // vanished, unreadable or not a regular file: skipped
 		}
 		defer f.Close()
-		if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-			return nil
-		}
 		budget := w.cfg.MaxSearchBytes - scanned
 		br := bufio.NewReader(io.LimitReader(f, budget+1))
 		if head, _ := br.Peek(8 << 10); bytes.IndexByte(head, 0) >= 0 {
@@ -619,7 +706,7 @@ func (w *Workspace) search(ctx context.Context, a searchArgs) (*Result, error) {
 		}
 		return nil // a line over maxSearchLine ends this file only
 	}
-	err = fs.WalkDir(w.root.FS(), rel, func(name string, d fs.DirEntry, err error) error {
+	err = fs.WalkDir(walkFS{w}, rel, func(name string, d fs.DirEntry, err error) error {
 		if cerr := ctx.Err(); cerr != nil {
 			return cerr
 		}
@@ -632,13 +719,19 @@ func (w *Workspace) search(ctx context.Context, a searchArgs) (*Result, error) {
 			}
 			return nil
 		}
-		if !d.Type().IsRegular() && name != rel {
-			return nil
-		}
+		// Symbolic links (not followed), FIFOs, sockets and devices are
+		// skipped; rel itself may be a link to a regular file, and
+		// searchFile checks what it opens.
 		if a.Glob != "" {
 			if ok, _ := path.Match(a.Glob, d.Name()); !ok {
 				return nil
 			}
+		}
+		if !d.Type().IsRegular() && name != rel {
+			if d.Type()&fs.ModeSymlink == 0 {
+				skipped++
+			}
+			return nil
 		}
 		if files == w.cfg.MaxSearchFiles {
 			return stop("max_files", fmt.Sprintf("stopped after %d files (the limit); narrow path or glob", w.cfg.MaxSearchFiles))
@@ -651,6 +744,9 @@ func (w *Workspace) search(ctx context.Context, a searchArgs) (*Result, error) {
 	}
 	out := map[string]any{"query": a.Query, "path": rel, "matches": matches, "count": len(matches),
 		"files_searched": files, "bytes_scanned": scanned, "truncated": stoppedBy != ""}
+	if skipped > 0 {
+		out["skipped"] = skipped // FIFOs, sockets, devices, unreadable files
+	}
 	if stoppedBy != "" {
 		out["stopped_by"], out["note"] = stoppedBy, note
 	}

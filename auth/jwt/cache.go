@@ -15,6 +15,7 @@ import (
 type tokenCache struct {
 	mu      sync.Mutex
 	max     int
+	ttl     time.Duration
 	entries map[[sha256.Size]byte]cacheEntry
 }
 
@@ -23,11 +24,16 @@ type cacheEntry struct {
 	expires time.Time
 }
 
-func newTokenCache(max int) *tokenCache {
+// newTokenCache returns a cache of at most max entries, each kept at most
+// ttl (MaxCacheTTL when 0); nil (no cache) when max <= 0.
+func newTokenCache(max int, ttl time.Duration) *tokenCache {
 	if max <= 0 {
 		return nil
 	}
-	return &tokenCache{max: max, entries: make(map[[sha256.Size]byte]cacheEntry)}
+	if ttl <= 0 {
+		ttl = MaxCacheTTL
+	}
+	return &tokenCache{max: max, ttl: ttl, entries: make(map[[sha256.Size]byte]cacheEntry)}
 }
 
 // get returns a copy of the cached principal for key, or nil.
@@ -48,13 +54,13 @@ func (c *tokenCache) get(key [sha256.Size]byte, now time.Time) *auth.Principal {
 	return clonePrincipal(e.p)
 }
 
-// put stores p until min(now+MaxCacheTTL, exp). When full it first drops
+// put stores p until min(now+ttl, exp). When full it first drops
 // expired entries, then arbitrary ones (map order), so it never grows past max.
 func (c *tokenCache) put(key [sha256.Size]byte, p *auth.Principal, exp, now time.Time) {
 	if c == nil {
 		return
 	}
-	expires := now.Add(MaxCacheTTL)
+	expires := now.Add(c.ttl)
 	if exp.Before(expires) {
 		expires = exp
 	}
@@ -92,6 +98,9 @@ func (c *tokenCache) len() int {
 // clonePrincipal returns a deep copy, so a caller that adjusts its principal
 // (the client's self-reported name) cannot change what the cache holds.
 func clonePrincipal(p *auth.Principal) *auth.Principal {
+	if p == nil {
+		return nil
+	}
 	q := *p
 	q.Actors = slices.Clone(p.Actors)
 	q.Scopes = slices.Clone(p.Scopes)
@@ -100,4 +109,15 @@ func clonePrincipal(p *auth.Principal) *auth.Principal {
 		q.Actors = []string{}
 	}
 	return &q
+}
+
+// has reports whether key has a live entry (positive or negative).
+func (c *tokenCache) has(key [sha256.Size]byte, now time.Time) bool {
+	if c == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[key]
+	return ok && now.Before(e.expires)
 }

@@ -13,7 +13,8 @@ import (
 const maxClaimString = 1024
 
 // principalFrom maps verified claims to a principal: subject = sub; agent =
-// client_id (RFC 9068 §2.2), else azp (OpenID Connect); the RFC 8693 act chain,
+// the first of m.ClientClaims present (client_id per RFC 9068 §2.2, else azp
+// per OpenID Connect, by default); the RFC 8693 act chain,
 // current actor first; scopes and roles through m.
 func principalFrom(claims map[string]any, issuer string, m ClaimMapping) (*auth.Principal, error) {
 	sub, err := stringClaim(claims, "sub")
@@ -23,13 +24,13 @@ func principalFrom(claims map[string]any, issuer string, m ClaimMapping) (*auth.
 	if sub == "" {
 		return nil, errors.New("token has no sub claim")
 	}
-	client, err := stringClaim(claims, "client_id")
-	if err != nil {
-		return nil, err
-	}
-	if client == "" {
-		if client, err = stringClaim(claims, "azp"); err != nil {
+	var client string
+	for _, name := range m.ClientClaims {
+		if client, err = stringClaim(claims, name); err != nil {
 			return nil, err
+		}
+		if client != "" {
+			break
 		}
 	}
 	actors, err := actChain(claims)

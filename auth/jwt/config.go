@@ -70,23 +70,39 @@ type ClaimMapping struct {
 	// providers that qualify scopes with the API's identifier (Entra ID's
 	// "api://…/todo:read", Cognito's "https://api.example.com/todo:read").
 	ScopePrefix string
+	// ClientClaims are the claims the agent (OAuth client) is read from, the
+	// first present one wins. Default: "client_id" (RFC 9068 §2.2), "azp"
+	// (OpenID Connect); Okta uses "cid", Entra v1 "appid".
+	ClientClaims []string
 }
 
 // Default claim names.
 var (
-	defaultScopeClaims = []string{"scope", "scp", "permissions"}
-	defaultRoleClaims  = []string{"roles"}
+	defaultScopeClaims  = []string{"scope", "scp", "permissions"}
+	defaultRoleClaims   = []string{"roles"}
+	defaultClientClaims = []string{"client_id", "azp"}
 )
 
-// withDefaults returns m with empty lists replaced by the defaults.
-func (m ClaimMapping) withDefaults() ClaimMapping {
-	if len(m.ScopeClaims) == 0 {
-		m.ScopeClaims = defaultScopeClaims
-	}
-	if len(m.RoleClaims) == 0 {
-		m.RoleClaims = defaultRoleClaims
+// withDefaults returns m with empty lists replaced by those of def, then by
+// the generic defaults.
+func (m ClaimMapping) withDefaults(def ClaimMapping) ClaimMapping {
+	m.ScopeClaims = cmpOr(m.ScopeClaims, def.ScopeClaims, defaultScopeClaims)
+	m.RoleClaims = cmpOr(m.RoleClaims, def.RoleClaims, defaultRoleClaims)
+	m.ClientClaims = cmpOr(m.ClientClaims, def.ClientClaims, defaultClientClaims)
+	if m.ScopePrefix == "" {
+		m.ScopePrefix = def.ScopePrefix
 	}
 	return m
+}
+
+// cmpOr returns the first non-empty list.
+func cmpOr(lists ...[]string) []string {
+	for _, l := range lists {
+		if len(l) > 0 {
+			return l
+		}
+	}
+	return nil
 }
 
 // Validate checks that no claim name is empty.
@@ -94,6 +110,11 @@ func (m ClaimMapping) Validate() error {
 	for _, c := range m.ScopeClaims {
 		if strings.TrimSpace(c) == "" {
 			return fmt.Errorf("field \"claims.scope_claims\": empty claim name: %w", auth.ErrInvalidConfig)
+		}
+	}
+	for _, c := range m.ClientClaims {
+		if strings.TrimSpace(c) == "" {
+			return fmt.Errorf("field \"claims.client_claims\": empty claim name: %w", auth.ErrInvalidConfig)
 		}
 	}
 	for _, c := range m.RoleClaims {
@@ -137,11 +158,36 @@ type Config struct {
 	// CacheSize bounds the verified-token cache; DefaultCacheSize when 0,
 	// no cache when negative.
 	CacheSize int
+	// Provider selects an identity provider's conventions (ConventionsFor);
+	// ProviderGeneric when empty. Each field below that is left unset takes
+	// the provider's value; a set one overrides it.
+	Provider Provider
+	// AcceptedTypes are the accepted typ header values (case and an
+	// "application/" prefix ignored); nil: the provider's (generic: at+jwt,
+	// JWT).
+	AcceptedTypes []string
 	// AllowUntypedTokens accepts tokens without a typ header (Amazon Cognito's
-	// access tokens have none). Tokens whose typ is present must still be
-	// at+jwt or JWT.
-	AllowUntypedTokens bool
-	// Claims maps token claims to scopes and roles.
+	// and Okta's access tokens have none); nil: the provider's (generic:
+	// refused). Tokens whose typ is present must still be an accepted type.
+	AllowUntypedTokens *bool
+	// AudienceClaim is the claim that must contain one of Audiences: "aud"
+	// (RFC 9068), or "client_id" for Cognito, whose access tokens have no aud
+	// (Audiences then lists the app client ids). Empty: the provider's.
+	AudienceClaim string
+	// ExtraIssuers are issuers accepted besides Issuer, signed by the same
+	// keys (Entra ID's v1 form https://sts.windows.net/{tid}/ next to the
+	// v2 form); nil: the provider's.
+	ExtraIssuers []string
+	// RefuseIDTokens refuses ID tokens (and refresh tokens) replayed as
+	// access tokens: nonce/at_hash/c_hash/s_hash present, token_use other
+	// than "access", a typ claim of ID or Refresh. nil: the provider's (on
+	// for every provider).
+	RefuseIDTokens *bool
+	// MaxTokenLifetime refuses tokens whose exp − iat exceeds it (and those
+	// without iat); 0 is off. Hardening guides ask for 15–60 minutes.
+	MaxTokenLifetime time.Duration
+	// Claims maps token claims to scopes and roles; empty lists take the
+	// provider's.
 	Claims ClaimMapping
 	// Now is the clock that decides expiry; time.Now when nil.
 	Now func() time.Time
@@ -178,7 +224,26 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	c.Claims = c.Claims.withDefaults()
+	conv := ConventionsFor(c.Provider, c.Issuer)
+	if c.Provider == "" {
+		c.Provider = ProviderGeneric
+	}
+	if c.AcceptedTypes == nil {
+		c.AcceptedTypes = conv.AcceptedTypes
+	}
+	if c.AllowUntypedTokens == nil {
+		c.AllowUntypedTokens = &conv.AllowUntyped
+	}
+	if c.AudienceClaim == "" {
+		c.AudienceClaim = conv.AudienceClaim
+	}
+	if c.ExtraIssuers == nil {
+		c.ExtraIssuers = conv.ExtraIssuers
+	}
+	if c.RefuseIDTokens == nil {
+		c.RefuseIDTokens = &conv.RefuseIDTokens
+	}
+	c.Claims = c.Claims.withDefaults(conv.Claims)
 	return c
 }
 
@@ -211,6 +276,24 @@ func (c Config) Validate() error {
 		if d < 0 {
 			return fmt.Errorf("field %q: negative duration %s: %w", name, d, auth.ErrInvalidConfig)
 		}
+	}
+	if c.Provider != "" {
+		if _, err := ParseProvider(string(c.Provider)); err != nil {
+			return fmt.Errorf("field \"provider\": %w", err)
+		}
+	}
+	for _, iss := range c.ExtraIssuers {
+		if err := checkURL(iss); err != nil {
+			return fmt.Errorf("field \"extra_issuers\": %w", err)
+		}
+	}
+	for _, t := range c.AcceptedTypes {
+		if strings.TrimSpace(t) == "" {
+			return fmt.Errorf("field \"accepted_types\": empty type: %w", auth.ErrInvalidConfig)
+		}
+	}
+	if c.MaxTokenLifetime < 0 {
+		return fmt.Errorf("field \"max_token_lifetime\": negative duration %s: %w", c.MaxTokenLifetime, auth.ErrInvalidConfig)
 	}
 	if c.MaxResponseBytes < 0 {
 		return fmt.Errorf("field \"max_response_bytes\": negative: %w", auth.ErrInvalidConfig)

@@ -7,7 +7,11 @@
 // keys (authorization server metadata discovery, then a JWKS cached and
 // refreshed by github.com/MicahParks/keyfunc/v3), the claim mapping that
 // yields scopes, roles and the RFC 8693 delegation chain, and a small cache of
-// verified tokens.
+// verified tokens. Identity providers that issue other shapes (Cognito,
+// Entra ID, Okta, Auth0, Keycloak) are met by named conventions (provider.go),
+// each overridable; opaque tokens are checked by their issuer (RFC 7662
+// introspection, Google's tokeninfo, GitHub's token API: introspect.go);
+// Advise says which settings a sample token needs (idmcp doctor --issuer).
 //
 // It does not decide what a principal may do (package auth's Authorizer does),
 // and it knows nothing about HTTP requests or MCP: the transport extracts the

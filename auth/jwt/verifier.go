@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,13 @@ import (
 
 	"github.com/idmcp/idmcp/auth"
 )
+
+// ErrClaimsRefused is in the chain of a refusal whose token was signed by
+// one of the issuer's keys (or that the provider's endpoint recognised) but
+// whose claims are not acceptable: expired, another audience or issuer, an ID
+// token. Such a client is genuine and should refresh its token; the HTTP
+// transport answers it 401 even past an address's failure budget.
+var ErrClaimsRefused = errors.New("token genuine, claims refused")
 
 // errKeysUnavailable marks a verification that failed because no signing key
 // is loaded at all: the server cannot decide, so the caller gets "try later"
@@ -67,17 +75,8 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	v := &Verifier{
 		cfg:    cfg,
 		client: newHTTPClient(cfg.HTTPClient, cfg.HTTPTimeout, cfg.MaxResponseBytes),
-		cache:  newTokenCache(cfg.CacheSize),
-		parser: gojwt.NewParser(
-			gojwt.WithValidMethods(algorithms),
-			gojwt.WithIssuer(cfg.Issuer),
-			gojwt.WithAudience(cfg.Audiences...),
-			gojwt.WithExpirationRequired(),
-			gojwt.WithIssuedAt(),
-			gojwt.WithLeeway(cfg.Leeway),
-			gojwt.WithTimeFunc(cfg.Now),
-			gojwt.WithStrictDecoding(),
-		),
+		cache:  newTokenCache(cfg.CacheSize, MaxCacheTTL),
+		parser: gojwt.NewParser(parserOptions(cfg)...),
 	}
 	v.ctx, v.cancel = context.WithCancel(ctx)
 	err := v.load()
@@ -91,6 +90,27 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 		v.wg.Go(v.retryLoad)
 	}
 	return v, nil
+}
+
+// parserOptions are golang-jwt's checks for cfg. The issuer and audience
+// are left to golang-jwt when they are the plain RFC 9068 ones (one issuer,
+// aud) and checked by checkClaims otherwise.
+func parserOptions(cfg Config) []gojwt.ParserOption {
+	opts := []gojwt.ParserOption{
+		gojwt.WithValidMethods(algorithms),
+		gojwt.WithExpirationRequired(),
+		gojwt.WithIssuedAt(),
+		gojwt.WithLeeway(cfg.Leeway),
+		gojwt.WithTimeFunc(cfg.Now),
+		gojwt.WithStrictDecoding(),
+	}
+	if len(cfg.ExtraIssuers) == 0 {
+		opts = append(opts, gojwt.WithIssuer(cfg.Issuer))
+	}
+	if cfg.AudienceClaim == "aud" {
+		opts = append(opts, gojwt.WithAudience(cfg.Audiences...))
+	}
+	return opts
 }
 
 // Close stops background refreshes. Verify keeps working with the keys it has.
@@ -216,7 +236,12 @@ func unavailable(reason error) *auth.Error {
 // at most one rate-limited JWKS refetch), a key whose use is not sig, a bad
 // signature, an iss other than the issuer, an aud without an accepted
 // audience, no exp, exp/nbf/iat outside the leeway, no sub, a malformed act
-// chain. jku, x5u, x5c and jwk headers are never looked at: keys come only
+// chain; and, by the provider's conventions (Config): a typ outside
+// AcceptedTypes, a missing typ unless AllowUntypedTokens, an iss that is
+// neither Issuer nor one of ExtraIssuers, an AudienceClaim other than aud
+// without an accepted audience, an ID or refresh token (RefuseIDTokens), a
+// lifetime over MaxTokenLifetime. A refusal of a token whose signature
+// verified carries ErrClaimsRefused. jku, x5u, x5c and jwk headers are never looked at: keys come only
 // from the issuer's JWKS. When no signing key is loaded it returns
 // KindUnavailable. The wait is bounded by ctx and VerifyTimeout.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*auth.Principal, error) {
@@ -243,14 +268,24 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*auth.Principal, err
 		if errors.Is(err, errKeysUnavailable) {
 			return nil, unavailable(err)
 		}
+		if errors.Is(err, gojwt.ErrTokenInvalidClaims) {
+			// The signature verified (golang-jwt checks claims only after
+			// it): a genuine token of this issuer, expired or for another
+			// resource.
+			err = claimsRefused{err}
+		}
 		return nil, invalid(err)
 	}
 	if !tok.Valid {
 		return nil, invalid(errors.New("token not valid"))
 	}
-	p, err := principalFrom(claims, v.cfg.Issuer, v.cfg.Claims)
+	iss, err := v.checkClaims(claims)
 	if err != nil {
-		return nil, invalid(err)
+		return nil, invalid(claimsRefused{err})
+	}
+	p, err := principalFrom(claims, iss, v.cfg.Claims)
+	if err != nil {
+		return nil, invalid(claimsRefused{err})
 	}
 	exp, err := claims.GetExpirationTime()
 	if err == nil && exp != nil {
@@ -304,7 +339,7 @@ func (v *Verifier) keyfunc(ctx context.Context, kf keyfunc.Keyfunc) gojwt.Keyfun
 func (v *Verifier) checkTyp(h map[string]any) error {
 	raw, present := h["typ"]
 	if !present {
-		if v.cfg.AllowUntypedTokens {
+		if *v.cfg.AllowUntypedTokens {
 			return nil
 		}
 		return errors.New("token header has no typ; want at+jwt")
@@ -315,8 +350,65 @@ func (v *Verifier) checkTyp(h map[string]any) error {
 	}
 	t := strings.ToLower(typ)
 	t = strings.TrimPrefix(t, "application/")
-	if t == "at+jwt" || t == "jwt" {
-		return nil
+	for _, a := range v.cfg.AcceptedTypes {
+		if t == strings.TrimPrefix(strings.ToLower(a), "application/") {
+			return nil
+		}
 	}
-	return fmt.Errorf("token typ %q is not at+jwt", typ)
+	return fmt.Errorf("token typ %q is not %s (accepted_types)", typ, strings.Join(v.cfg.AcceptedTypes, " or "))
 }
+
+// checkClaims runs the checks golang-jwt does not: the issuer when more
+// than one form is accepted, an audience held in another claim than aud, ID
+// tokens replayed as access tokens, and the longest lifetime. It returns
+// the token's issuer.
+func (v *Verifier) checkClaims(claims gojwt.MapClaims) (string, error) {
+	iss, _ := claims["iss"].(string)
+	if len(v.cfg.ExtraIssuers) > 0 {
+		if iss == "" {
+			return "", errors.New("iss claim is required")
+		}
+		if iss != v.cfg.Issuer && !slices.Contains(v.cfg.ExtraIssuers, iss) {
+			return "", fmt.Errorf("token has invalid issuer %q", iss)
+		}
+	}
+	if iss == "" {
+		iss = v.cfg.Issuer
+	}
+	if c := v.cfg.AudienceClaim; c != "aud" {
+		got, err := stringClaim(claims, c)
+		if err != nil {
+			return "", err
+		}
+		if got == "" {
+			return "", fmt.Errorf("%s claim is required (audience_claim = %q)", c, c)
+		}
+		if !slices.Contains(v.cfg.Audiences, got) {
+			return "", fmt.Errorf("token has invalid audience: %s %q is not an accepted audience", c, got)
+		}
+	}
+	if *v.cfg.RefuseIDTokens {
+		if r := idTokenReason(claims); r != "" {
+			return "", errors.New(r)
+		}
+	}
+	if max := v.cfg.MaxTokenLifetime; max > 0 {
+		iat, err := claims.GetIssuedAt()
+		if err != nil || iat == nil {
+			return "", fmt.Errorf("token has no iat; max_token_lifetime (%s) needs it", max)
+		}
+		exp, _ := claims.GetExpirationTime()
+		if life := exp.Sub(iat.Time); life > max {
+			return "", fmt.Errorf("token lifetime %s exceeds max_token_lifetime %s", life, max)
+		}
+	}
+	return iss, nil
+}
+
+// claimsRefused marks the refusal of a token whose signature verified with
+// one of the issuer's keys: ErrClaimsRefused is in its chain, its message is
+// the reason's.
+type claimsRefused struct{ err error }
+
+func (e claimsRefused) Error() string   { return e.err.Error() }
+func (e claimsRefused) Unwrap() []error { return []error{e.err, ErrClaimsRefused} }

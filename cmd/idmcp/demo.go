@@ -65,6 +65,7 @@ type demoReport struct {
 	Kept    bool      `json:"kept"`
 	HTTP    *httpDemo `json:"http"`
 	Sandbox string    `json:"sandbox"`
+	Wrap    *wrapDemo `json:"wrap"` // demo_wrap.go
 }
 
 var demoPersonas = []persona{
@@ -187,6 +188,9 @@ func runDemo(ctx context.Context, exe, dir, workspace string) (*demoReport, erro
 		return nil, err
 	}
 	rep.HTTP = h
+	if rep.Wrap, err = runWrapDemo(ctx, exe, dir); err != nil {
+		return nil, err
+	}
 	if sb, ok := h.Delegated["server"].(map[string]any); ok {
 		b, _ := json.Marshal(sb["sandbox"])
 		var st sandbox.Status
@@ -424,6 +428,7 @@ GROUP BY transport, subject, client_id, actors ORDER BY transport DESC, subject,
 	}
 	fmt.Fprintf(w, "\n%s %s\n", paint("1", "5. audit verify:"), verify)
 	fmt.Fprintf(w, "\n%s %s\n", paint("1", "6. Sandbox of the HTTP server:"), rep.Sandbox)
+	printWrapDemo(w, paint, rep.Wrap)
 
 	fmt.Fprintln(w, "\n"+paint("1", "Next"))
 	fmt.Fprintln(w, "  go install ./cmd/idmcp")

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -21,11 +20,9 @@ import (
 // prints them, exiting 1 when something is broken.
 func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if wantsIssuerDoctor(args) {
-		// Hook for issue 17: `doctor --issuer URL [--token FILE]` is
-		// doctorIssuer(ctx, args, stdout, stderr) in doctor_issuer.go. Wire it
-		// by replacing the next line with:
-		//   return doctorIssuer(ctx, args, stdout, stderr)
-		return &exitError{code: 2, err: errors.New("doctor --issuer is not part of this build")}
+		// Issue 17: `doctor --issuer URL [--token FILE]` checks an
+		// authorization server and a sample token (doctor_issuer.go).
+		return doctorIssuer(ctx, args, stdout, stderr)
 	}
 	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
 	fs.SetOutput(stderr)

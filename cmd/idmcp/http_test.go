@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -40,8 +41,15 @@ var bearerResourceRE = regexp.MustCompile(`msg="serving MCP over HTTP".*? resour
 // it logs that it serves; it is stopped with SIGTERM when the test ends.
 func startBearerServer(t *testing.T, args ...string) *bearerServer {
 	t.Helper()
+	return startBearerServerWith(t, nil, args...)
+}
+
+// startBearerServerWith is startBearerServer with env added to the clean
+// environment.
+func startBearerServerWith(t *testing.T, env []string, args ...string) *bearerServer {
+	t.Helper()
 	cmd := exec.Command(binPath, append([]string{"serve"}, args...)...)
-	cmd.Env = cleanEnv()
+	cmd.Env = cleanEnv(env...)
 	s := &bearerServer{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = io.Discard, s.stderr
 	if err := cmd.Start(); err != nil {
@@ -159,8 +167,10 @@ func TestServeHTTP_ResourceServer(t *testing.T) {
 		if status != http.StatusUnauthorized {
 			t.Fatalf("status=%d, want 401", status)
 		}
-		m := regexp.MustCompile(`^Bearer resource_metadata="([^"]+)"$`).FindStringSubmatch(hdr.Get("WWW-Authenticate"))
-		if m == nil {
+		// The challenge names the metadata and the scopes the tools need
+		// (MCP authorization: clients request what the 401 names).
+		m := regexp.MustCompile(`^Bearer resource_metadata="([^"]+)", scope="([^"]+)"$`).FindStringSubmatch(hdr.Get("WWW-Authenticate"))
+		if m == nil || !slices.Contains(strings.Fields(m[2]), "todo:write") {
 			t.Fatalf("WWW-Authenticate=%q", hdr.Get("WWW-Authenticate"))
 		}
 		resp, err := http.Get(m[1])
@@ -182,7 +192,8 @@ func TestServeHTTP_ResourceServer(t *testing.T) {
 			t.Fatalf("metadata at %s: %d %+v", m[1], resp.StatusCode, md)
 		}
 		status, hdr, _ = s.post(t, token("alice", "todo:read", "aud", "https://other.example/mcp"), list)
-		if status != http.StatusUnauthorized || !strings.HasPrefix(hdr.Get("WWW-Authenticate"), `Bearer error="invalid_token", resource_metadata=`) {
+		if status != http.StatusUnauthorized || !strings.HasPrefix(hdr.Get("WWW-Authenticate"), `Bearer error="invalid_token", resource_metadata=`) ||
+			!strings.Contains(hdr.Get("WWW-Authenticate"), `error_description="the access token was not issued for this resource (audience)"`) {
 			t.Fatalf("wrong audience: %d %q", status, hdr.Get("WWW-Authenticate"))
 		}
 	})
@@ -422,5 +433,105 @@ func TestServeHTTP_TrustedProxy(t *testing.T) {
 				t.Fatalf("second client: %d, want %d", got, tc.another)
 			}
 		})
+	}
+}
+
+// TestServeHTTP_RateLimitSettings drives the operator's rate-limit knobs
+// through the binary: past the failed-authentication budget junk gets 429
+// but a token signed by the issuer's key that is only expired or for
+// another audience still gets its 401 invalid_token (clients behind one NAT
+// learn to refresh); the per-subject limit follows --subject-rate/-burst
+// and the policy, and 0 turns it off.
+func TestServeHTTP_RateLimitSettings(t *testing.T) {
+	t.Parallel()
+	iss := jwttest.NewIssuer(t, jwttest.Options{})
+	list := `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}`
+
+	t.Run("FailedAuthBudget", func(t *testing.T) {
+		t.Parallel()
+		s := startBearerServer(t, "--http", "127.0.0.1:0", "--issuer", iss.URL, "--data-dir", t.TempDir(),
+			"--failed-auth-rate", "0.001", "--failed-auth-burst", "2")
+		now := time.Now()
+		expired := iss.Token(t, jwttest.Edit(iss.Claims("alice", s.resource, "todo:read", now), "exp", now.Add(-time.Hour).Unix(), "iat", now.Add(-2*time.Hour).Unix()))
+		otherAud := iss.Token(t, iss.Claims("alice", "https://other.example/mcp", "todo:read", now))
+		for i := range 2 {
+			if status, _, _ := s.post(t, "junk-"+strconv.Itoa(i), list); status != http.StatusUnauthorized {
+				t.Fatalf("junk %d within the budget: %d, want 401", i, status)
+			}
+		}
+		status, hdr, _ := s.post(t, "junk-3", list)
+		if status != http.StatusTooManyRequests || hdr.Get("Retry-After") == "" {
+			t.Fatalf("junk past the budget: %d (Retry-After %q), want 429", status, hdr.Get("Retry-After"))
+		}
+		for name, c := range map[string]struct{ tok, desc string }{
+			"Expired": {expired, "expired"}, "OtherAudience": {otherAud, "audience"},
+		} {
+			status, hdr, _ := s.post(t, c.tok, list)
+			if ch := hdr.Get("WWW-Authenticate"); status != http.StatusUnauthorized || !strings.Contains(ch, `error="invalid_token"`) || !strings.Contains(ch, c.desc) {
+				t.Errorf("%s genuine token past the budget: %d %q, want 401 invalid_token (%s)", name, status, ch, c.desc)
+			}
+		}
+		// A forged token with the issuer's kid is junk, not genuine.
+		forged := jwttest.SignWith(t, jwttest.NewRSAKey(t, "rsa-1"), iss.Claims("alice", s.resource, "todo:read", now), nil)
+		if status, _, _ := s.post(t, forged, list); status != http.StatusTooManyRequests {
+			t.Errorf("forged token past the budget: %d, want 429", status)
+		}
+		if status, _, _ := s.post(t, iss.Token(t, iss.Claims("bob", s.resource, "todo:read", now)), list); status != http.StatusOK {
+			t.Errorf("good token from the same address: %d, want 200", status)
+		}
+	})
+	t.Run("SubjectRateFlag", func(t *testing.T) {
+		t.Parallel()
+		s := startBearerServer(t, "--http", "127.0.0.1:0", "--issuer", iss.URL, "--data-dir", t.TempDir(),
+			"--subject-rate", "0.001", "--subject-burst", "3")
+		tok := iss.Token(t, iss.Claims("carol", s.resource, "todo:read", time.Now()))
+		for i := range 3 {
+			if status, _, body := s.post(t, tok, list); status != http.StatusOK {
+				t.Fatalf("request %d within the burst: %d %s", i, status, body)
+			}
+		}
+		if status, hdr, _ := s.post(t, tok, list); status != http.StatusTooManyRequests || hdr.Get("Retry-After") == "" {
+			t.Fatalf("4th request: %d, want 429 with Retry-After", status)
+		}
+	})
+	t.Run("SubjectRateOffInPolicy", func(t *testing.T) {
+		t.Parallel()
+		pol := filepath.Join(t.TempDir(), "policy.toml")
+		if err := os.WriteFile(pol, []byte("version = 1\n[http]\nsubject_rate = 0\nsubject_burst = 1\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s := startBearerServer(t, "--http", "127.0.0.1:0", "--issuer", iss.URL, "--data-dir", t.TempDir(), "--policy", pol)
+		tok := iss.Token(t, iss.Claims("dave", s.resource, "todo:read", time.Now()))
+		for i := range 60 {
+			if status, _, body := s.post(t, tok, list); status != http.StatusOK {
+				t.Fatalf("request %d with subject_rate = 0: %d %s", i, status, body)
+			}
+		}
+	})
+	t.Run("BadFlag", func(t *testing.T) {
+		t.Parallel()
+		_, errOut, code := runIdmcp(t, nil, "serve", "--http", "127.0.0.1:0", "--issuer", iss.URL, "--subject-rate", "-1")
+		if code == 0 || !strings.Contains(errOut, "want requests per second") {
+			t.Fatalf("--subject-rate -1: exit %d, stderr %q", code, errOut)
+		}
+	})
+}
+
+// TestServe_ProviderFlagsOnStdio: HTTP-only knobs are refused on stdio
+// (they would be silently ignored), an unknown provider is a usage error.
+func TestServe_ProviderFlagsOnStdio(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--introspection-url", "https://idp.example.com/introspect"}, "--introspection-url: HTTP mode only"},
+		{[]string{"--subject-rate", "5"}, "HTTP mode only"},
+		{[]string{"--http", "127.0.0.1:0", "--issuer", "https://idp.example.com", "--provider", "ping"}, `provider "ping": want one of generic, cognito`},
+	} {
+		_, errOut, code := runIdmcp(t, nil, append([]string{"serve", "--data-dir", t.TempDir()}, c.args...)...)
+		if code != 2 || !strings.Contains(errOut, c.want) {
+			t.Errorf("serve %v: exit %d, stderr %q; want 2 and %q", c.args, code, errOut, c.want)
+		}
 	}
 }

@@ -22,6 +22,9 @@ const usage = `idmcp — an identity-aware MCP server
 Usage:
   idmcp serve [--profile NAME] [flags]      speak MCP on stdin/stdout for a host profile
   idmcp serve --http ADDR (--issuer URL | --dev) [flags]   an OAuth 2.1 resource server on Streamable HTTP
+  idmcp wrap [--profile NAME] [--policy FILE] [--sandbox auto|strict|off] -- CMD [ARGS…]
+                                            run an MCP server behind idmcp's gate, policy, audit and sandbox
+  idmcp secret set NAME | remove NAME       a secret for [wrap.env] in the OS keyring (value on stdin)
   idmcp host add NAME [--scopes S] [--roles R] [--no-keyring [--secret-file F]]
   idmcp host list | rotate NAME | remove NAME [--uninstall]
   idmcp host add NAME --install HOST [--scope user|project|local] [--dry-run] [--force]   write HOST's config
@@ -88,6 +91,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "serve":
 		return cmdServe(ctx, args[1:], stderr)
+	case "wrap":
+		return cmdWrap(ctx, args[1:], stderr)
+	case wrapChildArg:
+		return cmdWrapChild()
+	case wrapDemoArg:
+		return cmdWrapDemoServer()
+	case "secret":
+		return cmdSecret(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "host":
 		return cmdHost(ctx, args[1:], stdout, stderr)
 	case "audit":

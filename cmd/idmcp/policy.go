@@ -19,17 +19,24 @@ import (
 // against the built-in tools and prints what each tool requires under it.
 func cmdPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "check" {
-		return &exitError{code: 2, err: errors.New("usage: idmcp policy check [--strict] FILE")}
+		return &exitError{code: 2, err: errors.New("usage: idmcp policy check [--strict] FILE [-- CMD [ARGS…]]")}
+	}
+	args = args[1:]
+	var wrapCmd []string // policy check FILE -- CMD: wrap_check.go
+	if i := slices.Index(args, "--"); i >= 0 {
+		args, wrapCmd = args[:i], args[i+1:]
 	}
 	fs := flag.NewFlagSet("policy check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	strict := fs.Bool("strict", false, "treat warnings as errors")
-	pos, err := parseInterspersed(fs, args[1:])
+	wrapDataDir := fs.String("data-dir", "", "with -- CMD: the data dir kept out of CMD's reach")
+	wrapSandbox := fs.String("sandbox", "auto", "with -- CMD: how CMD is confined (auto, strict, off)")
+	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
-		return &exitError{code: 2, err: errors.New("usage: idmcp policy check [--strict] FILE")}
+		return &exitError{code: 2, err: errors.New("usage: idmcp policy check [--strict] FILE [-- CMD [ARGS…]]")}
 	}
 	pol, err := auth.LoadPolicy(pos[0])
 	if err != nil {
@@ -41,6 +48,11 @@ func cmdPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer ts.Close()
 	printPolicy(stdout, pol, ts.Resolution)
+	if len(wrapCmd) > 0 {
+		if err := policyCheckWrap(ctx, pol, *wrapDataDir, *wrapSandbox, wrapCmd, stdout, stderr); err != nil {
+			return err
+		}
+	}
 	if *strict && len(ts.Warnings) > 0 {
 		return fmt.Errorf("%s: %d warning(s) with --strict", pol.Name, len(ts.Warnings))
 	}

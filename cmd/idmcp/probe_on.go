@@ -42,7 +42,10 @@ func probeTools() []tools.Spec {
 			`"home_file":{"type":"string","description":"a file name in $HOME"},` +
 			`"port":{"type":"integer","description":"a listening loopback TCP port"},` +
 			`"pid":{"type":"integer","description":"the ptrace target"},` +
-			`"threads":{"type":"integer","description":"how many OS threads the threads probe starts"}` +
+			`"threads":{"type":"integer","description":"how many OS threads the threads probe starts"},` +
+			`"unix_path":{"type":"string","description":"a listening pathname unix socket"},` +
+			`"udp_port":{"type":"integer","description":"a loopback UDP port"},` +
+			`"data_dir":{"type":"string","description":"the server's data dir"}` +
 			`},"required":["probes"],"additionalProperties":false}`),
 		Handler: func(_ context.Context, _ *auth.Principal, raw json.RawMessage) (*tools.Result, error) {
 			var a probeArgs
@@ -81,6 +84,9 @@ type probeArgs struct {
 	Port      int      `json:"port"`
 	PID       int      `json:"pid"`
 	Threads   int      `json:"threads"`
+	UnixPath  string   `json:"unix_path"`
+	UDPPort   int      `json:"udp_port"`
+	DataDir   string   `json:"data_dir"`
 }
 
 // probeReport is sandbox_probe's structured result.
@@ -162,6 +168,24 @@ func probeFuncs() map[string]func(probeArgs) (int64, error) {
 			return 0, ln.Close()
 		},
 		"threads": func(a probeArgs) (int64, error) { return startThreads(max(a.Threads, 1)) },
+		// Issue 12.5: sockets and mode changes a confined server never needs.
+		"unix_connect":   func(a probeArgs) (int64, error) { return 0, probe.DialUnix(a.UnixPath) },
+		"unix_high_bits": func(probeArgs) (int64, error) { return 0, probe.SocketHighBits() },
+		"udp_send":       func(a probeArgs) (int64, error) { return 0, probe.SendUDP(a.UDPPort) },
+		"packet_socket": func(probeArgs) (int64, error) {
+			return 0, probe.Socket(unix.AF_PACKET, unix.SOCK_RAW, probe.Htons(unix.ETH_P_ALL))
+		},
+		"raw_socket": func(probeArgs) (int64, error) {
+			return 0, probe.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP)
+		},
+		"netlink_socket": func(probeArgs) (int64, error) {
+			return 0, probe.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+		},
+		"socketpair":  func(probeArgs) (int64, error) { return 0, probe.Socketpair() },
+		"chmod_data":  func(a probeArgs) (int64, error) { return 0, probe.ChmodChown(a.DataDir, false) },
+		"chown_data":  func(a probeArgs) (int64, error) { return 0, probe.ChmodChown(a.DataDir, true) },
+		"fchmod_data": func(a probeArgs) (int64, error) { return 0, probe.Fchmod(a.DataDir) },
+		"caps_held":   func(probeArgs) (int64, error) { return probe.CapsHeld() },
 		"int80": func(probeArgs) (int64, error) {
 			// The expected SIGSYS death would otherwise dump core.
 			if err := unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{}); err != nil {

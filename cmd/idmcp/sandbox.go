@@ -91,9 +91,11 @@ func sandboxPolicy(in sandboxInputs) (sandbox.Policy, error) {
 		}
 		ports := []uint16{port}
 		if needsDNS(host) {
-			// A DNS answer too large for UDP is asked again over TCP port
-			// 53 (Landlock does not restrict UDP).
+			// DNS goes over UDP, which the seccomp filter otherwise
+			// refuses; an answer too large for UDP is asked again over
+			// TCP port 53.
 			ports = append(ports, 53)
+			p.AllowUDP = true
 		}
 		for _, port := range ports {
 			if !slices.Contains(p.ConnectTCP, port) {
@@ -191,7 +193,14 @@ func applySandbox(logger *slog.Logger, p sandbox.Policy) (sandbox.Status, error)
 	case !st.Applied:
 		logger.Warn(st.String())
 	default:
-		logger.Info(st.String(), "apply_us", took.Microseconds())
+		attrs := []any{"apply_us", took.Microseconds()}
+		if len(st.Sockets) > 0 {
+			attrs = append(attrs, "sockets", strings.Join(st.Sockets, ","))
+		}
+		if len(st.CapsDropped) > 0 {
+			attrs = append(attrs, "caps_dropped", strings.Join(st.CapsDropped, ","))
+		}
+		logger.Info(st.String(), attrs...)
 	}
 	return st, nil
 }

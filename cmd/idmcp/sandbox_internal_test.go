@@ -55,20 +55,20 @@ func TestSandboxPolicy(t *testing.T) {
 			name: "HTTPDefaultAndExplicitPorts",
 			in: sandboxInputs{Mode: sandbox.ModeStrict, DataDir: "/d",
 				IdentityProvider: []string{"https://idp.example.com/realms/x", "https://keys.example.com:8443/jwks", "https://idp.example.com/other"}},
-			// Names are resolved: DNS over TCP (53) for answers too large for UDP.
-			want: sandbox.Policy{Mode: sandbox.ModeStrict, DataDir: "/d", ConnectTCP: []uint16{443, 53, 8443}, ReadOnlyFiles: httpFiles},
+			// Names are resolved: DNS over UDP, and TCP (53) for answers too large for UDP.
+			want: sandbox.Policy{Mode: sandbox.ModeStrict, DataDir: "/d", ConnectTCP: []uint16{443, 53, 8443}, ReadOnlyFiles: httpFiles, AllowUDP: true},
 		},
 		{
 			name: "HTTPPlainDefaultPort",
 			in:   sandboxInputs{Mode: sandbox.ModeAuto, DataDir: "/d", IdentityProvider: []string{"http://idp.internal/"}},
-			want: sandbox.Policy{Mode: sandbox.ModeAuto, DataDir: "/d", ConnectTCP: []uint16{80, 53}, ReadOnlyFiles: httpFiles},
+			want: sandbox.Policy{Mode: sandbox.ModeAuto, DataDir: "/d", ConnectTCP: []uint16{80, 53}, ReadOnlyFiles: httpFiles, AllowUDP: true},
 		},
 		{
 			name: "HTTPThroughProxy",
 			env:  map[string]string{"HTTPS_PROXY": "http://proxy.internal:3128"},
 			in:   sandboxInputs{Mode: sandbox.ModeAuto, DataDir: "/d", IdentityProvider: []string{"https://idp.example.com", "http://127.0.0.1:9000/jwks"}},
 			// Loopback is never proxied.
-			want: sandbox.Policy{Mode: sandbox.ModeAuto, DataDir: "/d", ConnectTCP: []uint16{3128, 53, 9000}, ReadOnlyFiles: httpFiles},
+			want: sandbox.Policy{Mode: sandbox.ModeAuto, DataDir: "/d", ConnectTCP: []uint16{3128, 53, 9000}, ReadOnlyFiles: httpFiles, AllowUDP: true},
 		},
 		{
 			name: "HTTPAddressesNeedNoDNS",

@@ -568,7 +568,7 @@ func TestSandbox_Visible(t *testing.T) {
 		applied bool
 		line    *regexp.Regexp // the stderr line
 	}{
-		{mode: "auto", applied: true, line: regexp.MustCompile(`level=INFO msg="sandbox: landlock ABI \d+ \(files, tcp(, scoping)?\) \+ seccomp \(\d+ syscalls denied, \d+ by argument, arch guard\); mode=auto" apply_us=\d+`)},
+		{mode: "auto", applied: true, line: regexp.MustCompile(`level=INFO msg="sandbox: landlock ABI \d+ \(files, tcp(, scoping)?\) \+ seccomp \(\d+ denied, \d+ by argument, arch guard\)( \+ caps dropped)?; mode=auto" apply_us=\d+ sockets=tcp`)},
 		{mode: "strict", applied: true, line: regexp.MustCompile(`level=INFO msg="sandbox: landlock ABI \d+ \(files, tcp.*mode=strict"`)},
 		{mode: "off", applied: false, line: regexp.MustCompile(`level=WARN msg="sandbox disabled by --sandbox off`)},
 	}

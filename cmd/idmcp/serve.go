@@ -8,8 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"os/user"
 	"runtime"
+	"syscall"
+	"time"
 
 	"github.com/idmcp/idmcp/auth"
 	"github.com/idmcp/idmcp/auth/keyring"
@@ -31,7 +34,10 @@ type serveFlags struct {
 	workspace    string
 	noKeyring    bool
 	auditKeyFile string
-	http         httpFlags // serve_http.go
+	// shutdownTimeout bounds how long stdio requests in flight may finish
+	// after stdin EOF or a signal.
+	shutdownTimeout time.Duration
+	http            httpFlags // serve_http.go
 }
 
 const serveUsage = `usage: idmcp serve [--profile NAME] [flags]                  MCP on stdin/stdout, launched by a host
@@ -62,6 +68,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&f.sandbox, "sandbox", envOr("IDMCP_SANDBOX", "auto"), "self-sandboxing on Linux: auto (all the kernel supports), strict (refuse to start without Landlock files+network and seccomp), off [$IDMCP_SANDBOX]")
 	fs.BoolVar(&f.noKeyring, "no-keyring", false, "keep the audit key in a file (--audit-key-file) instead of the OS keyring; protects the chain less")
 	fs.StringVar(&f.auditKeyFile, "audit-key-file", os.Getenv("IDMCP_AUDIT_KEY_FILE"), "the audit key file, outside the data dir, used with --no-keyring or when the OS keyring is unavailable (default DATA_DIR.audit-key) [$IDMCP_AUDIT_KEY_FILE]")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", server.DefaultStdioShutdownTimeout, "stdio: after stdin closes or SIGTERM/SIGINT, how long requests in flight may finish before they are cancelled (a second signal ends at once); positive")
 	f.http.register(fs)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), serveUsage)
@@ -81,6 +88,9 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	_ = os.Unsetenv("IDMCP_SHARED_SECRET")
 	if f.http.wanted(f.policy) {
 		return serveHTTP(ctx, f, stderr)
+	}
+	if f.shutdownTimeout <= 0 {
+		return &exitError{code: 2, err: fmt.Errorf("--shutdown-timeout %s: must be positive", f.shutdownTimeout)}
 	}
 	if err := f.http.stdioOnly(); err != nil {
 		return &exitError{code: 2, err: err}
@@ -159,9 +169,10 @@ func serveStdio(ctx context.Context, f serveFlags, envToken, sharedSecret string
 		Config: server.Config{
 			Version: version, Tools: specs, Authorizer: authz, Audit: alog, Logger: logger, ListAllTools: f.listAllTools,
 		},
-		Host:     host,
-		EnvToken: envToken,
-		Tokens:   tokens,
+		Host:            host,
+		EnvToken:        envToken,
+		Tokens:          tokens,
+		ShutdownTimeout: f.shutdownTimeout,
 	})
 	if err != nil {
 		return err
@@ -188,13 +199,26 @@ func serveStdio(ctx context.Context, f serveFlags, envToken, sharedSecret string
 			"Claude Desktop, Claude Code or VS Code: `idmcp host add NAME` prints the entry to put in its config.\n"+
 			"Waiting for JSON-RPC lines on stdin; Ctrl-D or Ctrl-C ends it.\n")
 	}
+	// The first SIGTERM/SIGINT cancels ctx and starts a graceful stop; from
+	// then on the signals have their default action again, so a second one
+	// ends the process even if a tool hangs. A host that closed our stdout
+	// must not kill us with SIGPIPE before the remaining rows are written.
+	signal.Ignore(syscall.SIGPIPE)
+	defer context.AfterFunc(ctx, func() { signal.Reset(os.Interrupt, syscall.SIGTERM) })()
 	err = srv.Listen(ctx, in, out)
-	stopEv := audit.Event{Transport: "stdio", Event: audit.EventServerStop, Subject: human, ClientID: f.profile, Reason: "stdin closed or signal"}
+	reason := "stdin closed"
+	if ctx.Err() != nil {
+		reason = context.Cause(ctx).Error()
+	}
+	if err != nil {
+		reason += "; " + err.Error()
+	}
+	stopEv := audit.Event{Transport: "stdio", Event: audit.EventServerStop, Subject: human, ClientID: f.profile, Reason: reason}
 	if aerr := alog.Append(context.WithoutCancel(ctx), stopEv); aerr != nil {
 		logger.Error("audit stop row", "err", aerr)
 	}
 	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, io.EOF) {
-		return err
+		return err // exit 1: a line too long, or requests cancelled at the deadline
 	}
 	logger.Info("stopped")
 	return nil

@@ -3,12 +3,16 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
@@ -17,6 +21,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/idmcp/idmcp/auth"
 	"github.com/idmcp/idmcp/auth/devissuer"
@@ -43,6 +50,16 @@ type httpFlags struct {
 	tlsUpstream    bool
 	dev            bool
 	envErr         error
+
+	// Identity provider conventions and opaque tokens (issue 17).
+	provider         string
+	introspectionURL string
+	maxTokenLifetime time.Duration
+	// Rate limits; nil when not given (the policy's, then the defaults).
+	subjectRate     *float64
+	subjectBurst    *int
+	failedAuthRate  *float64
+	failedAuthBurst *int
 }
 
 // register adds the HTTP flags to fs.
@@ -77,6 +94,51 @@ func (h *httpFlags) register(fs *flag.FlagSet) {
 	}
 	fs.BoolVar(&h.dev, "dev", dev, "HTTP: run an embedded development issuer next to /mcp (loopback only, never with --issuer; prints demo client secrets) [$IDMCP_DEV]")
 	fs.BoolVar(&h.tlsUpstream, "tls-terminated-upstream", upstream, "HTTP: a proxy in front terminates TLS, so a non-loopback ADDR may serve plain HTTP [$IDMCP_TLS_TERMINATED_UPSTREAM]")
+	fs.StringVar(&h.provider, "provider", os.Getenv("IDMCP_PROVIDER"), "HTTP: identity provider `NAME` whose token conventions apply: generic (strict RFC 9068), cognito, entra, okta, auth0, keycloak, google, github; each convention can be overridden in the policy's [http] table [$IDMCP_PROVIDER]")
+	fs.StringVar(&h.introspectionURL, "introspection-url", os.Getenv("IDMCP_INTROSPECTION_URL"), "HTTP: RFC 7662 token introspection endpoint `URL` for opaque tokens (client credentials: [http] introspection_client_id and $IDMCP_INTROSPECTION_SECRET) [$IDMCP_INTROSPECTION_URL]")
+	// envFunc registers a flag parsed by set whose default comes from the
+	// environment variable env (a bad value there is reported like the
+	// other IDMCP_… errors).
+	envFunc := func(name, env, usage string, set func(string) error) {
+		if v := os.Getenv(env); v != "" {
+			if err := set(v); err != nil {
+				h.envErr = fmt.Errorf("%s: %w", env, err)
+			}
+		}
+		fs.Func(name, usage+" [$"+env+"]", set)
+	}
+	envFunc("max-token-lifetime", "IDMCP_MAX_TOKEN_LIFETIME", "HTTP: refuse access tokens whose exp − iat exceeds `DURATION` (e.g. 1h); off by default", func(v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return fmt.Errorf("%q is not a duration such as 30m or 1h", v)
+		}
+		h.maxTokenLifetime = d
+		return nil
+	})
+	rateFlag := func(dst **float64) func(string) error {
+		return func(v string) error {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) {
+				return fmt.Errorf("%q: want requests per second ≥ 0 (0 turns the limit off)", v)
+			}
+			*dst = &f
+			return nil
+		}
+	}
+	burstFlag := func(dst **int) func(string) error {
+		return func(v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 1_000_000 {
+				return fmt.Errorf("%q: want 1..1000000", v)
+			}
+			*dst = &n
+			return nil
+		}
+	}
+	envFunc("subject-rate", "IDMCP_SUBJECT_RATE", fmt.Sprintf("HTTP: sustained requests per second of one subject, `RATE` (0 = no limit; default %v)", server.DefaultSubjectRate), rateFlag(&h.subjectRate))
+	envFunc("subject-burst", "IDMCP_SUBJECT_BURST", fmt.Sprintf("HTTP: requests one subject may make at once, `N` (default %d)", server.DefaultSubjectBurst), burstFlag(&h.subjectBurst))
+	envFunc("failed-auth-rate", "IDMCP_FAILED_AUTH_RATE", fmt.Sprintf("HTTP: sustained failed authentications per second of one client address, `RATE`; past it junk gets 429 (0 = no limit; default %v)", server.DefaultFailedAuthRate), rateFlag(&h.failedAuthRate))
+	envFunc("failed-auth-burst", "IDMCP_FAILED_AUTH_BURST", fmt.Sprintf("HTTP: failed authentications one address may cause at once, `N` (default %d)", server.DefaultFailedAuthBurst), burstFlag(&h.failedAuthBurst))
 }
 
 // wanted reports whether serve should speak HTTP: --http (or IDMCP_HTTP), or
@@ -109,6 +171,12 @@ func (h *httpFlags) stdioOnly() error {
 	}
 	if h.tlsUpstream {
 		set = append(set, "--tls-terminated-upstream")
+	}
+	if h.introspectionURL != "" {
+		set = append(set, "--introspection-url")
+	}
+	if h.subjectRate != nil || h.subjectBurst != nil || h.failedAuthRate != nil || h.failedAuthBurst != nil {
+		set = append(set, "--subject-rate/--subject-burst/--failed-auth-rate/--failed-auth-burst")
 	}
 	if len(set) > 0 {
 		return fmt.Errorf("%s: HTTP mode only; add --http ADDR (e.g. --http 127.0.0.1:8080)", strings.Join(set, ", "))
@@ -158,6 +226,11 @@ type httpSettings struct {
 	tlsKey    string
 	upstream  bool
 	dev       bool
+
+	provider         jwtauth.Provider
+	introspectionURL string
+	maxTokenLifetime time.Duration
+	rateLimit        server.RateLimit
 }
 
 // resolveHTTP merges flags (and their environment defaults) over the policy's
@@ -195,6 +268,30 @@ func resolveHTTP(h httpFlags, pol *auth.Policy) (httpSettings, error) {
 	usage := func(format string, args ...any) (httpSettings, error) {
 		return httpSettings{}, &exitError{code: 2, err: fmt.Errorf(format, args...)}
 	}
+	var ph *auth.HTTPSettings
+	if pol != nil {
+		ph = pol.HTTP
+	}
+	prov, err := jwtauth.ParseProvider(cmp.Or(h.provider, httpField(ph, func(p *auth.HTTPSettings) string { return p.Provider })))
+	if err != nil {
+		return usage("--provider: %v", err)
+	}
+	s.provider = prov
+	s.introspectionURL = cmp.Or(h.introspectionURL, httpField(ph, func(p *auth.HTTPSettings) string { return p.IntrospectionURL }))
+	s.maxTokenLifetime = h.maxTokenLifetime
+	if s.maxTokenLifetime == 0 && ph != nil {
+		s.maxTokenLifetime = ph.MaxTokenLifetime
+	}
+	s.rateLimit = rateLimit(h, ph)
+	if s.issuer == "" && !h.dev {
+		// Google and GitHub have one issuer each; their tokens are opaque.
+		switch prov {
+		case jwtauth.ProviderGoogle:
+			s.issuer = "https://accounts.google.com"
+		case jwtauth.ProviderGitHub:
+			s.issuer = "https://github.com"
+		}
+	}
 	s.dev = h.dev
 	switch {
 	case s.dev && s.issuer != "":
@@ -230,6 +327,160 @@ func resolveHTTP(h httpFlags, pol *auth.Policy) (httpSettings, error) {
 		return usage("--resource URL is required with %s: the public URL of the MCP endpoint cannot be derived from %s", map[bool]string{true: "--tls-terminated-upstream", false: "a wildcard address"}[s.upstream], s.bind)
 	}
 	return s, nil
+}
+
+// httpField returns f(p), or "" when there is no [http] table.
+func httpField(p *auth.HTTPSettings, f func(*auth.HTTPSettings) string) string {
+	if p == nil {
+		return ""
+	}
+	return f(p)
+}
+
+// rateLimit resolves the rate limits: flag, then policy, then default
+// (zero fields, which server.HTTPConfig fills). 0 given anywhere turns a
+// limit off (rate.Inf).
+func rateLimit(h httpFlags, p *auth.HTTPSettings) server.RateLimit {
+	pick := func(flag, pol *float64) rate.Limit {
+		v := flag
+		if v == nil {
+			v = pol
+		}
+		switch {
+		case v == nil:
+			return 0
+		case *v == 0:
+			return rate.Inf
+		}
+		return rate.Limit(*v)
+	}
+	pickN := func(flag, pol *int) int {
+		if flag != nil {
+			return *flag
+		}
+		if pol != nil {
+			return *pol
+		}
+		return 0
+	}
+	var pr, pf *float64
+	var pb, pfb *int
+	if p != nil {
+		pr, pb, pf, pfb = p.SubjectRate, p.SubjectBurst, p.FailedAuthRate, p.FailedAuthBurst
+	}
+	return server.RateLimit{
+		PerSubject: pick(h.subjectRate, pr), SubjectBurst: pickN(h.subjectBurst, pb),
+		FailedAuthPerAddr: pick(h.failedAuthRate, pf), FailedAuthBurst: pickN(h.failedAuthBurst, pfb),
+	}
+}
+
+// jwtConfig is the verifier configuration for issuer and audiences with the
+// provider's conventions and the policy's overrides of them.
+func jwtConfig(hs httpSettings, pol *auth.Policy, logger *slog.Logger) jwtauth.Config {
+	cfg := jwtauth.Config{Issuer: hs.issuer, Audiences: hs.audiences, JWKSURL: hs.jwksURL, Logger: logger,
+		Claims: claimMapping(pol), Provider: hs.provider, MaxTokenLifetime: hs.maxTokenLifetime}
+	if pol != nil && pol.HTTP != nil {
+		p := pol.HTTP
+		cfg.AcceptedTypes = p.AcceptedTypes
+		cfg.AllowUntypedTokens = p.AcceptUntypedTokens
+		cfg.AudienceClaim = p.AudienceClaim
+		cfg.ExtraIssuers = p.ExtraIssuers
+		cfg.RefuseIDTokens = p.RefuseIDTokens
+	}
+	return cfg
+}
+
+// tokenVerifier builds what checks bearer tokens: the JWT verifier, an
+// Introspector for opaque tokens (Google, GitHub, or RFC 7662 when an
+// introspection URL is set), or a Chain of both. It returns the URLs it
+// will fetch (for the sandbox) and a func that stops it.
+func tokenVerifier(ctx context.Context, hs httpSettings, pol *auth.Policy, logger *slog.Logger) (server.TokenVerifier, []string, func(), error) {
+	vcfg := jwtConfig(hs, pol, logger)
+	var ph auth.HTTPSettings
+	if pol != nil && pol.HTTP != nil {
+		ph = *pol.HTTP
+	}
+	kind := ph.Introspection
+	switch {
+	case hs.provider == jwtauth.ProviderGoogle || hs.provider == jwtauth.ProviderGitHub:
+		kind = cmp.Or(kind, string(hs.provider))
+	case kind == "" && hs.introspectionURL != "":
+		kind = jwtauth.IntrospectRFC7662
+	}
+	var (
+		jv  *jwtauth.Verifier
+		ins *jwtauth.Introspector
+		idp = []string{hs.issuer}
+	)
+	if kind != "" {
+		icfg := jwtauth.IntrospectionConfig{
+			Kind: kind, URL: hs.introspectionURL, Issuer: hs.issuer, Audiences: hs.audiences, AudienceClaim: vcfg.AudienceClaim,
+			ClientID: ph.IntrospectionClientID, ClientAuth: ph.IntrospectionAuth, KeyID: ph.IntrospectionKeyID,
+			CacheTTL: ph.IntrospectionCacheTTL, MaxTokenLifetime: hs.maxTokenLifetime, Claims: vcfg.Claims, Logger: logger,
+		}
+		if vcfg.AudienceClaim == "" && hs.provider == jwtauth.ProviderCognito {
+			icfg.AudienceClaim = "client_id"
+		}
+		secret := os.Getenv("IDMCP_INTROSPECTION_SECRET")
+		if ph.IntrospectionSecretFile != "" {
+			b, err := os.ReadFile(ph.IntrospectionSecretFile)
+			if err != nil {
+				return nil, nil, nil, &exitError{code: 2, err: fmt.Errorf("[http] introspection_client_secret_file: %w", err)}
+			}
+			secret = strings.TrimSpace(string(b))
+		}
+		icfg.ClientSecret = secret
+		if ph.IntrospectionKeyFile != "" {
+			k, err := loadPrivateKey(ph.IntrospectionKeyFile)
+			if err != nil {
+				return nil, nil, nil, &exitError{code: 2, err: fmt.Errorf("[http] introspection_client_key_file: %w", err)}
+			}
+			icfg.PrivateKey = k
+		}
+		var err error
+		if ins, err = jwtauth.NewIntrospector(icfg); err != nil {
+			return nil, nil, nil, &exitError{code: 2, err: fmt.Errorf("introspection: %w", err)}
+		}
+		idp = append(idp, ins.URL())
+	}
+	if !hs.provider.Opaque() {
+		if err := vcfg.Validate(); err != nil {
+			return nil, nil, nil, &exitError{code: 2, err: fmt.Errorf("--issuer/--audience/--jwks-url/[http]: %w", err)}
+		}
+		var err error
+		if jv, err = jwtauth.New(ctx, vcfg); err != nil {
+			return nil, nil, nil, err
+		}
+		if u := cmp.Or(hs.jwksURL, jv.JWKSURL()); u != "" {
+			idp = append(idp, u)
+		}
+	}
+	ch := &jwtauth.Chain{JWT: jv, Opaque: ins}
+	return ch, idp, ch.Close, nil
+}
+
+// loadPrivateKey reads a PKCS#8 (or PKCS#1 / SEC 1) PEM private key.
+func loadPrivateKey(path string) (crypto.Signer, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, errors.New("no PEM block")
+	}
+	if k, err := x509.ParsePKCS8PrivateKey(blk.Bytes); err == nil {
+		if s, ok := k.(crypto.Signer); ok {
+			return s, nil
+		}
+	}
+	if k, err := x509.ParsePKCS1PrivateKey(blk.Bytes); err == nil {
+		return k, nil
+	}
+	if k, err := x509.ParseECPrivateKey(blk.Bytes); err == nil {
+		return k, nil
+	}
+	return nil, errors.New("not a PKCS#8, PKCS#1 or SEC 1 private key")
 }
 
 // isLoopbackName reports whether host is "localhost" or a loopback IP.
@@ -301,8 +552,8 @@ func serveHTTP(ctx context.Context, f serveFlags, stderr io.Writer) error {
 	defer b.Close()
 	alog, ts := b.alog, b.ts
 
-	vcfg := jwtauth.Config{Issuer: hs.issuer, Audiences: hs.audiences, JWKSURL: hs.jwksURL, Logger: logger, Claims: claimMapping(pol)}
-	if err := vcfg.Validate(); err != nil {
+	vcfg := jwtConfig(hs, pol, logger)
+	if err := vcfg.Validate(); err != nil && !hs.provider.Opaque() {
 		return &exitError{code: 2, err: fmt.Errorf("--issuer/--audience/--jwks-url: %w", err)}
 	}
 	var (
@@ -310,6 +561,7 @@ func serveHTTP(ctx context.Context, f serveFlags, stderr io.Writer) error {
 		late     *lateVerifier
 		dev      *devIssuer
 		mounts   map[string]http.Handler
+		idp      []string
 	)
 	if hs.dev {
 		var reqs []auth.Requirement
@@ -328,15 +580,12 @@ func serveHTTP(ctx context.Context, f serveFlags, stderr io.Writer) error {
 		verifier, mounts = late, dev.mounts()
 		logger.Warn("DEVELOPMENT ISSUER enabled: tokens are handed to anyone on this machine who asks; never use --dev in production", "issuer", hs.issuer)
 	} else {
-		ver, err := jwtauth.New(ctx, vcfg)
+		ver, urls, stop, err := tokenVerifier(ctx, hs, pol, logger)
 		if err != nil {
 			return err
 		}
-		defer ver.Close()
-		verifier = ver
-		if u := ver.JWKSURL(); u != "" && hs.jwksURL == "" {
-			hs.jwksURL = u
-		}
+		defer stop()
+		verifier, idp = ver, urls
 	}
 
 	h, err := server.NewHTTP(server.HTTPConfig{
@@ -349,6 +598,7 @@ func serveHTTP(ctx context.Context, f serveFlags, stderr io.Writer) error {
 		AuthorizationServers: []string{hs.issuer},
 		AllowedOrigins:       hs.origins,
 		TrustedProxies:       hs.proxies,
+		RateLimit:            hs.rateLimit,
 	})
 	if err != nil {
 		if errors.Is(err, auth.ErrInvalidConfig) {
@@ -359,9 +609,8 @@ func serveHTTP(ctx context.Context, f serveFlags, stderr io.Writer) error {
 
 	// Everything wide is open; after this the process reaches only the
 	// identity provider (metadata, keys).
-	idp := []string{hs.issuer}
-	if u := cmp.Or(hs.jwksURL, vcfg.JWKSURL); u != "" {
-		idp = append(idp, u)
+	if hs.dev {
+		idp = []string{hs.issuer, vcfg.JWKSURL}
 	}
 	sbPolicy, err := sandboxPolicy(sandboxInputs{Mode: c.sbMode, DataDir: dir, Workspace: ts.WorkspaceDir, Tools: ts.Specs, IdentityProvider: idp})
 	if err != nil {
@@ -431,7 +680,22 @@ func stdioTokens(ctx context.Context, h httpFlags, pol *auth.Policy, logger *slo
 	if len(audiences) == 0 {
 		return nil, nil, &exitError{code: 2, err: errors.New("--issuer on stdio needs --audience (or --resource): the audience the host's access tokens are issued for")}
 	}
-	cfg := jwtauth.Config{Issuer: issuer, Audiences: audiences, JWKSURL: jwks, Logger: logger, Claims: claimMapping(pol)}
+	var ph *auth.HTTPSettings
+	if pol != nil {
+		ph = pol.HTTP
+	}
+	prov, err := jwtauth.ParseProvider(cmp.Or(h.provider, httpField(ph, func(p *auth.HTTPSettings) string { return p.Provider })))
+	if err != nil {
+		return nil, nil, &exitError{code: 2, err: fmt.Errorf("--provider: %w", err)}
+	}
+	if prov.Opaque() {
+		return nil, nil, &exitError{code: 2, err: fmt.Errorf("--provider %s: its tokens are opaque; stdio accepts JWT access tokens only", prov)}
+	}
+	hs := httpSettings{issuer: issuer, audiences: audiences, jwksURL: jwks, provider: prov, maxTokenLifetime: h.maxTokenLifetime}
+	if hs.maxTokenLifetime == 0 && ph != nil {
+		hs.maxTokenLifetime = ph.MaxTokenLifetime
+	}
+	cfg := jwtConfig(hs, pol, logger)
 	if err := cfg.Validate(); err != nil {
 		return nil, nil, &exitError{code: 2, err: fmt.Errorf("--issuer/--audience/--jwks-url: %w", err)}
 	}

@@ -114,7 +114,8 @@ func claimMapping(pol *auth.Policy) jwtauth.ClaimMapping {
 	if pol == nil || pol.Claims == nil {
 		return jwtauth.ClaimMapping{}
 	}
-	return jwtauth.ClaimMapping{ScopeClaims: pol.Claims.ScopeClaims, RoleClaims: pol.Claims.RoleClaims, ScopePrefix: pol.Claims.ScopePrefix}
+	return jwtauth.ClaimMapping{ScopeClaims: pol.Claims.ScopeClaims, RoleClaims: pol.Claims.RoleClaims, ScopePrefix: pol.Claims.ScopePrefix,
+		ClientClaims: pol.Claims.ClientClaims}
 }
 
 // auditKeyConfig says where the audit key of dataDir is kept: the OS keyring

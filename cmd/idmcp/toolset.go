@@ -109,6 +109,7 @@ func buildTools(ctx context.Context, opts toolsetOptions) (_ *toolset, err error
 	catalog = append(catalog, opts.Extra...)
 	catalog = append(catalog, probeTools()...) // sandbox_probe in -tags sandboxprobe builds only (probe_on.go)
 	catalog = append(catalog, benchTools()...) // echo in -tags benchecho builds only (benchtool_on.go)
+	catalog = append(catalog, testTools()...)  // test_hang in -tags idmcptest builds only (testtools_on.go)
 
 	specs, res, err := tools.ApplyPolicy(opts.Policy, catalog)
 	if err != nil {

@@ -11,6 +11,7 @@
 //
 //	sandboxprobe -policy JSON -probes a,b,c [-outside DIR] [-ro-file FILE]
 //	    [-allow-port N] [-deny-port N] [-abstract NAME] [-target PID]
+//	    [-unix-path PATH] [-udp-port N]
 //	    [-continue-on-error]
 //	sandboxprobe -sleep     # helper target for ptrace/kill probes
 //
@@ -66,6 +67,8 @@ type env struct {
 	allowPort int
 	denyPort  int
 	abstract  string
+	unixPath  string
+	udpPort   int
 	target    int
 }
 
@@ -82,6 +85,8 @@ func main() {
 	flag.IntVar(&e.allowPort, "allow-port", 0, "loopback TCP port the policy allows")
 	flag.IntVar(&e.denyPort, "deny-port", 0, "loopback TCP port the policy does not allow")
 	flag.StringVar(&e.abstract, "abstract", "", "abstract unix socket name (without @)")
+	flag.StringVar(&e.unixPath, "unix-path", "", "pathname unix socket listening outside the sandbox")
+	flag.IntVar(&e.udpPort, "udp-port", 0, "loopback UDP port to send a datagram to")
 	flag.IntVar(&e.target, "target", 0, "pid of a helper process outside the sandbox")
 	flag.Parse()
 
@@ -225,7 +230,27 @@ func probeFuncs() map[string]func(*env) (int64, error) {
 			return 0, unix.Close(fd)
 		},
 		"abstract_unix": func(e *env) (int64, error) { return 0, dial("unix", "@"+e.abstract) },
-		"int80":         func(*env) (int64, error) { return probe.Int80Getpid() },
+		"unix_connect":  func(e *env) (int64, error) { return 0, probe.DialUnix(e.unixPath) },
+		"udp_send":      func(e *env) (int64, error) { return 0, probe.SendUDP(e.udpPort) },
+		"tcp_socket": func(*env) (int64, error) {
+			return 0, probe.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+		},
+		"packet_socket": func(*env) (int64, error) {
+			return 0, probe.Socket(unix.AF_PACKET, unix.SOCK_RAW, probe.Htons(unix.ETH_P_ALL))
+		},
+		"raw_socket": func(*env) (int64, error) {
+			return 0, probe.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP)
+		},
+		"netlink_socket": func(*env) (int64, error) {
+			return 0, probe.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+		},
+		"unix_high_bits": func(*env) (int64, error) { return 0, probe.SocketHighBits() },
+		"socketpair":     func(*env) (int64, error) { return 0, probe.Socketpair() },
+		"chmod_data":     func(e *env) (int64, error) { return 0, probe.ChmodChown(e.policy.DataDir, false) },
+		"chown_data":     func(e *env) (int64, error) { return 0, probe.ChmodChown(e.policy.DataDir, true) },
+		"fchmod_data":    func(e *env) (int64, error) { return 0, probe.Fchmod(e.policy.DataDir) },
+		"caps_held":      func(*env) (int64, error) { return probe.CapsHeld() },
+		"int80":          func(*env) (int64, error) { return probe.Int80Getpid() },
 	}
 }
 
