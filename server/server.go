@@ -244,6 +244,7 @@ func (c *core) handler(spec tools.Spec, transport string, who principalFunc) mcp
 				return nil, fmt.Errorf("audit log unavailable; tool %q was not run", spec.Name)
 			}
 			intentID = id
+			noteIntent(ctx, id) // a transport that abandons the call names it too
 		}
 		start := c.now()
 		res, err := runTool(ctx, spec, p, args)
@@ -261,9 +262,6 @@ func (c *core) handler(spec tools.Spec, transport string, who principalFunc) mcp
 			if res.Structured == nil {
 				out = mcp.NewToolResultText(res.Text)
 			}
-		case ctx.Err() != nil:
-			ev.Outcome, ev.Reason = audit.Cancelled, "allowed; cancelled by the client: "+err.Error()
-			out = mcp.NewToolResultError(fmt.Sprintf("tool %q was cancelled", spec.Name))
 		case errors.Is(err, tools.ErrInput):
 			msg := tools.UserMessage(err)
 			ev.Outcome, ev.Reason = audit.Failed, "allowed; tool error: "+msg
@@ -272,7 +270,7 @@ func (c *core) handler(spec tools.Spec, transport string, who principalFunc) mcp
 			// Cancelled: by the client (notifications/cancelled) or at the
 			// shutdown deadline; the cause says which.
 			cause := context.Cause(ctx)
-			ev.Outcome, ev.Reason = audit.Failed, "allowed; cancelled: "+cause.Error()
+			ev.Outcome, ev.Reason = audit.Cancelled, "allowed; cancelled: "+cause.Error()
 			out = mcp.NewToolResultError(fmt.Sprintf("tool %q was cancelled: %v", spec.Name, cause))
 		default:
 			c.log.Error("tool failed", "tool", spec.Name, "err", err)

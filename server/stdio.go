@@ -208,6 +208,9 @@ type call struct {
 	row atomic.Bool
 	// answered is claimed by whoever writes the answer.
 	answered atomic.Bool
+	// intent is the id of the call's write-ahead intent row, once written:
+	// the row abandon writes names it.
+	intent atomic.Int64
 }
 
 type callKey struct{}
@@ -219,6 +222,14 @@ type callKey struct{}
 func claimOutcomeRow(ctx context.Context) bool {
 	c, ok := ctx.Value(callKey{}).(*call)
 	return !ok || c.row.CompareAndSwap(false, true)
+}
+
+// noteIntent records the id of the intent row of the call running under ctx
+// (stdio transport only), so that a row abandon writes completes it.
+func noteIntent(ctx context.Context, id int64) {
+	if c, ok := ctx.Value(callKey{}).(*call); ok {
+		c.intent.Store(id)
+	}
 }
 
 // read reads lines until EOF, a read error, an oversized line, or shutdown.
@@ -556,6 +567,9 @@ func (l *loop) abandon(c *call, reason string) {
 		p := c.p.Load()
 		ev := l.s.core.event(p, "stdio", audit.EventToolsCall)
 		ev.Tool, ev.Arguments, ev.Outcome = c.f.Tool, c.f.Arguments, audit.Failed
+		if ev.IntentID = c.intent.Load(); ev.IntentID != 0 {
+			ev.Outcome = audit.Cancelled // the outcome of its intent row
+		}
 		if len(ev.Arguments) == 0 {
 			ev.Arguments = json.RawMessage("{}")
 		}
