@@ -567,14 +567,12 @@ func (l *loop) abandon(c *call, reason string) {
 		p := c.p.Load()
 		ev := l.s.core.event(p, "stdio", audit.EventToolsCall)
 		ev.Tool, ev.Arguments, ev.Outcome = c.f.Tool, c.f.Arguments, audit.Failed
-		if ev.IntentID = c.intent.Load(); ev.IntentID != 0 {
-			ev.Outcome = audit.Cancelled // the outcome of its intent row
-		}
+		ev.IntentID = c.intent.Load() // its write-ahead intent row, if any
 		if len(ev.Arguments) == 0 {
 			ev.Arguments = json.RawMessage("{}")
 		}
 		if p != nil {
-			ev.Decision, ev.Reason = audit.Allow, "allowed; cancelled: "+reason
+			ev.Decision, ev.Reason, ev.Outcome = audit.Allow, "allowed; cancelled: "+reason, audit.Cancelled
 		} else {
 			ev.ClientID, ev.Reason = l.s.cfg.Host.ProfileName(), "not run; cancelled: "+reason
 		}

@@ -72,15 +72,7 @@ func openBackend(ctx context.Context, c commonSettings, workspace string, redact
 	if b.st, err = store.Open(ctx, store.Config{Dir: c.dir}); err != nil {
 		return nil, err
 	}
-	ks, err := audit.LoadKey(ctx, c.key)
-	if err != nil {
-		return nil, fmt.Errorf("audit key: %w", err)
-	}
-	if ks.Warning != "" {
-		logger.Warn(ks.Warning)
-	}
-	logger.Debug("audit key", "where", ks.Where, "key_id", audit.KeyID(ks.Key))
-	if b.alog, err = audit.Open(ctx, audit.Config{Path: b.auditPath, Sync: c.sync, Redactor: redactor, Logger: logger, Key: ks.Key}); err != nil {
+	if b.alog, err = openAuditLog(ctx, c, redactor, logger); err != nil {
 		return nil, err
 	}
 	if b.ts, err = buildTools(ctx, toolsetOptions{Policy: c.pol, Store: b.st, Info: info, Workspace: workspace, AuditPath: b.auditPath}); err != nil {
@@ -126,4 +118,18 @@ func auditKeyConfig(dataDir string, noKeyring bool, file string) audit.KeyConfig
 		kc.Keyring = hostKeyring()
 	}
 	return kc
+}
+
+// openAuditLog opens the data dir's audit log with its audit key (made on
+// first use; serve and wrap write the same keyed chain).
+func openAuditLog(ctx context.Context, c commonSettings, redactor *audit.Redactor, logger *slog.Logger) (*audit.Log, error) {
+	ks, err := audit.LoadKey(ctx, c.key)
+	if err != nil {
+		return nil, fmt.Errorf("audit key: %w", err)
+	}
+	if ks.Warning != "" {
+		logger.Warn(ks.Warning)
+	}
+	logger.Debug("audit key", "where", ks.Where, "key_id", audit.KeyID(ks.Key))
+	return audit.Open(ctx, audit.Config{Path: filepath.Join(c.dir, store.AuditDBName), Sync: c.sync, Redactor: redactor, Logger: logger, Key: ks.Key})
 }

@@ -113,7 +113,14 @@ func TestStdio_HungToolShutdown(t *testing.T) {
 			var cancelled int
 			for _, row := range rows {
 				if row["event"] == "tools/call" && row["tool"] == "test_hang" {
-					if row["outcome"] != "error" || !strings.Contains(row["reason"].(string), "allowed; cancelled: server shutting down") {
+					if row["outcome"] == "started" {
+						// The write-ahead intent: it must have its outcome.
+						if row["unfinished"] == true {
+							t.Errorf("test_hang intent row %v has no outcome row", row["id"])
+						}
+						continue
+					}
+					if row["outcome"] != "cancelled" || !strings.Contains(row["reason"].(string), "allowed; cancelled: server shutting down") {
 						t.Errorf("test_hang row: outcome %v reason %v, want a cancelled row", row["outcome"], row["reason"])
 					}
 					cancelled++
@@ -217,8 +224,14 @@ func TestStdio_HostClosedStdout(t *testing.T) {
 		t.Fatalf("ended with %v, want exit 0 (not SIGPIPE); stderr:\n%s", cmd.ProcessState, stderr.String())
 	}
 	rows := auditRows(t, dataDir, "--event", "tools/call", "--tool", "todo_create", "--limit", "1000")
-	if len(rows) != n {
-		t.Fatalf("%d todo_create rows, want %d", len(rows), n)
+	// Each call: its write-ahead intent row and the outcome row naming it.
+	if len(rows) != 2*n {
+		t.Fatalf("%d todo_create rows, want %d (an intent and an outcome per call)", len(rows), 2*n)
+	}
+	for _, row := range rows {
+		if row["unfinished"] == true {
+			t.Fatalf("intent row %v has no outcome row", row["id"])
+		}
 	}
 	if !strings.Contains(stderr.String(), "cannot write to the host") {
 		t.Errorf("stderr does not say the answers were dropped:\n%s", stderr.String())

@@ -56,6 +56,8 @@ func cmdWrap(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.policy, "policy", "", "policy file (TOML); its [wrap] section decides what of CMD callers reach (without one every tool is hidden)")
 	fs.StringVar(&f.sandbox, "sandbox", envOr("IDMCP_SANDBOX", "auto"), "confinement of CMD and of idmcp itself on Linux: auto, strict or off [$IDMCP_SANDBOX]")
+	fs.BoolVar(&f.noKeyring, "no-keyring", false, "keep the audit key in a file (--audit-key-file) instead of the OS keyring; protects the chain less")
+	fs.StringVar(&f.auditKeyFile, "audit-key-file", os.Getenv("IDMCP_AUDIT_KEY_FILE"), "the audit key file, outside the data dir (default DATA_DIR.audit-key) [$IDMCP_AUDIT_KEY_FILE]")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -142,7 +144,7 @@ func cmdWrap(ctx context.Context, args []string, stderr io.Writer) error {
 		return &exitError{code: 2, err: err}
 	}
 
-	alog, err := audit.Open(ctx, audit.Config{Path: filepath.Join(c.dir, store.AuditDBName), Sync: c.sync, Redactor: redactor, Logger: logger})
+	alog, err := openAuditLog(ctx, c, redactor, logger) // keyed, as serve's
 	if err != nil {
 		return err
 	}

@@ -219,10 +219,12 @@ func (r *Relay) forwardDecided(ctx context.Context, c *child, p *auth.Principal,
 		return
 	}
 	ev.Reason = d.Reason
-	if err := r.intent(ctx, ev); err != nil {
+	id, err := r.intent(ctx, ev)
+	if err != nil {
 		r.hostError(m.ID, codeInvalidRequest, "audit log unavailable; request refused")
 		return
 	}
+	ev.IntentID = id // the outcome row names its intent
 	start := r.cfg.Now()
 	r.forward(c, m, func(resp *wireMsg) *wireMsg {
 		if resp == nil {
@@ -381,10 +383,12 @@ func (r *Relay) childRequest(c *child, m *wireMsg) {
 		return
 	}
 	ev.Decision, ev.Reason = audit.Allow, "the wrapped server asked; allowed by "+knob
-	if err := r.intent(context.Background(), ev); err != nil {
+	intentID, err := r.intent(context.Background(), ev)
+	if err != nil {
 		reply(nil, &rpcError{Code: codeInternal, Message: "audit log unavailable; request refused"})
 		return
 	}
+	ev.IntentID = intentID // the outcome row names its intent
 	r.mu.Lock()
 	r.nextHostID++
 	id := r.nextHostID

@@ -350,12 +350,31 @@ func (r *Relay) record(ctx context.Context, ev audit.Event) error {
 	return nil
 }
 
+// intentWriter is the audit log's write-ahead intent (audit.Log.Intent):
+// it commits the intent row and returns its id, which the outcome row names.
+type intentWriter interface {
+	Intent(ctx context.Context, ev audit.Event) (int64, error)
+}
+
+var _ intentWriter = (*audit.Log)(nil)
+
 // intent commits the row written before a call reaches the child: decision
-// allow, outcome started. It is the one place to switch to the audit
-// package's intent rows once they exist.
-func (r *Relay) intent(ctx context.Context, ev audit.Event) error {
-	ev.Decision, ev.Outcome = audit.Allow, OutcomeStarted
-	return r.record(ctx, ev)
+// allow, outcome started. With the audit log's Intent it returns the row's
+// id for the outcome row's IntentID; an Auditor without it (a test's) gets
+// the row through Append and 0.
+func (r *Relay) intent(ctx context.Context, ev audit.Event) (int64, error) {
+	iw, ok := r.cfg.Audit.(intentWriter)
+	if !ok {
+		ev.Decision, ev.Outcome = audit.Allow, OutcomeStarted
+		return 0, r.record(ctx, ev)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	id, err := iw.Intent(ctx, ev)
+	if err != nil {
+		r.log.Error("audit write failed", "event", ev.Event, "err", err)
+	}
+	return id, err
 }
 
 // outcome commits the row written when the child answered: ok, or error
