@@ -82,7 +82,7 @@ func runWrapDemo(ctx context.Context, exe, dir string) (*wrapDemo, error) {
 		return nil, err
 	}
 	secret := auth.NewHostToken()
-	tr := transport.NewStdioWithOptions(exe, nil, []string{"wrap", "--profile", "wrapper", "--data-dir", dir, "--policy", polPath, "--", exe, wrapDemoArg},
+	tr := transport.NewStdioWithOptions(exe, nil, []string{"wrap", "--profile", "wrapper", "--data-dir", dir, "--policy", polPath, "--no-keyring", "--", exe, wrapDemoArg},
 		transport.WithCommandFunc(func(ctx context.Context, command string, _ []string, args []string) (*exec.Cmd, error) {
 			cmd := exec.CommandContext(ctx, command, args...)
 			cmd.Env = []string{"IDMCP_SHARED_SECRET=" + secret, "IDMCP_TOKEN=" + secret, "PATH=" + os.Getenv("PATH")}
