@@ -307,33 +307,10 @@ func TestInterop_Hydra(t *testing.T) {
 
 // startHTTPAt is startHTTP on a given free port (the resource URL must be
 // known before the server starts, to register it as the client's audience).
+// It waits for /healthz: serving, whether or not the issuer's keys loaded.
 func startHTTPAt(t *testing.T, port int, args ...string) *httpServer {
 	t.Helper()
-	dataDir := t.TempDir()
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	cmd := exec.Command(binPath, append([]string{"serve", "--http", strings.TrimPrefix(base, "http://"), "--data-dir", dataDir}, args...)...)
-	cmd.Env = cleanEnv()
-	s := &httpServer{proc: startProc(t, "idmcp serve --http", cmd), base: base, mcp: base + "/mcp", dataDir: dataDir}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if s.exited() {
-			t.Fatalf("idmcp serve --http %v exited: %v\nstderr:\n%s", args, s.cmd.ProcessState, s.output.String())
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil)
-		res, err := http.DefaultClient.Do(req)
-		cancel()
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == 200 {
-				return s
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("idmcp serve --http %v: not serving within 15s\nstderr:\n%s", args, s.output.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return startHTTPOn(t, port, "/healthz", args...)
 }
 
 func anyStrings(v any) []string {

@@ -345,8 +345,15 @@ func freePort(t *testing.T) int {
 // and waits (bounded) until /readyz answers 200.
 func startHTTP(t *testing.T, args ...string) *httpServer {
 	t.Helper()
+	return startHTTPOn(t, freePort(t), "/readyz", args...)
+}
+
+// startHTTPOn starts `idmcp serve --http 127.0.0.1:port --data-dir D args…`
+// and waits (bounded) until ready (a path such as /readyz) answers 200.
+func startHTTPOn(t *testing.T, port int, ready string, args ...string) *httpServer {
+	t.Helper()
 	dataDir := t.TempDir()
-	base := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	cmd := exec.Command(binPath, append([]string{"serve", "--http", strings.TrimPrefix(base, "http://"), "--data-dir", dataDir}, args...)...)
 	cmd.Env = cleanEnv()
 	s := &httpServer{proc: startProc(t, "idmcp serve --http", cmd), base: base, mcp: base + "/mcp", dataDir: dataDir}
@@ -356,7 +363,7 @@ func startHTTP(t *testing.T, args ...string) *httpServer {
 			t.Fatalf("idmcp serve --http %v exited: %v\nstderr:\n%s", args, s.cmd.ProcessState, s.output.String())
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/readyz", nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+ready, nil)
 		res, err := http.DefaultClient.Do(req)
 		if err == nil {
 			_, _ = io.Copy(io.Discard, res.Body)
@@ -367,7 +374,7 @@ func startHTTP(t *testing.T, args ...string) *httpServer {
 			return s
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("idmcp serve --http %v: /readyz not 200 within 15s (last: %v %v)\nstderr:\n%s", args, res, err, s.output.String())
+			t.Fatalf("idmcp serve --http %v: %s not 200 within 15s (last: %v %v)\nstderr:\n%s", args, ready, res, err, s.output.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
