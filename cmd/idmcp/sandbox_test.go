@@ -375,6 +375,13 @@ func loopbackPort(t *testing.T) int {
 	if err != nil {
 		t.Fatal(err)
 	}
+	acceptAndClose(t, ln)
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// acceptAndClose accepts and closes every connection to ln until the test
+// ends, then closes ln.
+func acceptAndClose(t *testing.T, ln net.Listener) {
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -385,7 +392,6 @@ func loopbackPort(t *testing.T) int {
 			c.Close()
 		}
 	}()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // urlPort is the port of a http://host:port URL.
