@@ -1,6 +1,7 @@
 package jwt
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"net"
@@ -89,9 +90,7 @@ func (m ClaimMapping) withDefaults(def ClaimMapping) ClaimMapping {
 	m.ScopeClaims = cmpOr(m.ScopeClaims, def.ScopeClaims, defaultScopeClaims)
 	m.RoleClaims = cmpOr(m.RoleClaims, def.RoleClaims, defaultRoleClaims)
 	m.ClientClaims = cmpOr(m.ClientClaims, def.ClientClaims, defaultClientClaims)
-	if m.ScopePrefix == "" {
-		m.ScopePrefix = def.ScopePrefix
-	}
+	m.ScopePrefix = cmp.Or(m.ScopePrefix, def.ScopePrefix)
 	return m
 }
 
@@ -197,27 +196,13 @@ type Config struct {
 
 // withDefaults fills zero fields.
 func (c Config) withDefaults() Config {
-	if c.HTTPTimeout == 0 {
-		c.HTTPTimeout = DefaultHTTPTimeout
-	}
-	if c.MaxResponseBytes == 0 {
-		c.MaxResponseBytes = DefaultMaxResponseBytes
-	}
-	if c.RefreshInterval == 0 {
-		c.RefreshInterval = DefaultRefreshInterval
-	}
-	if c.UnknownKIDInterval == 0 {
-		c.UnknownKIDInterval = DefaultUnknownKIDInterval
-	}
-	if c.Leeway == 0 {
-		c.Leeway = DefaultLeeway
-	}
-	if c.VerifyTimeout == 0 {
-		c.VerifyTimeout = DefaultVerifyTimeout
-	}
-	if c.CacheSize == 0 {
-		c.CacheSize = DefaultCacheSize
-	}
+	c.HTTPTimeout = cmp.Or(c.HTTPTimeout, DefaultHTTPTimeout)
+	c.MaxResponseBytes = cmp.Or(c.MaxResponseBytes, DefaultMaxResponseBytes)
+	c.RefreshInterval = cmp.Or(c.RefreshInterval, DefaultRefreshInterval)
+	c.UnknownKIDInterval = cmp.Or(c.UnknownKIDInterval, DefaultUnknownKIDInterval)
+	c.Leeway = cmp.Or(c.Leeway, DefaultLeeway)
+	c.VerifyTimeout = cmp.Or(c.VerifyTimeout, DefaultVerifyTimeout)
+	c.CacheSize = cmp.Or(c.CacheSize, DefaultCacheSize)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -225,18 +210,14 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	conv := ConventionsFor(c.Provider, c.Issuer)
-	if c.Provider == "" {
-		c.Provider = ProviderGeneric
-	}
+	c.Provider = cmp.Or(c.Provider, ProviderGeneric)
 	if c.AcceptedTypes == nil {
 		c.AcceptedTypes = conv.AcceptedTypes
 	}
 	if c.AllowUntypedTokens == nil {
 		c.AllowUntypedTokens = &conv.AllowUntyped
 	}
-	if c.AudienceClaim == "" {
-		c.AudienceClaim = conv.AudienceClaim
-	}
+	c.AudienceClaim = cmp.Or(c.AudienceClaim, conv.AudienceClaim)
 	if c.ExtraIssuers == nil {
 		c.ExtraIssuers = conv.ExtraIssuers
 	}

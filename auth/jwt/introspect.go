@@ -1,6 +1,7 @@
 package jwt
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -121,33 +122,19 @@ type IntrospectionConfig struct {
 }
 
 func (c IntrospectionConfig) withDefaults() IntrospectionConfig {
-	if c.Kind == "" {
-		c.Kind = IntrospectRFC7662
-	}
+	c.Kind = cmp.Or(c.Kind, IntrospectRFC7662)
 	switch {
 	case c.URL == "" && c.Kind == IntrospectGoogle:
 		c.URL = GoogleTokenInfoURL
 	case c.URL == "" && c.Kind == IntrospectGitHub:
 		c.URL = GitHubAPIURL
 	}
-	if c.AudienceClaim == "" {
-		c.AudienceClaim = "aud"
-	}
-	if c.ClientAuth == "" {
-		c.ClientAuth = ClientSecretBasic
-	}
-	if c.CacheTTL == 0 {
-		c.CacheTTL = DefaultIntrospectionCacheTTL
-	}
-	if c.CacheSize == 0 {
-		c.CacheSize = DefaultCacheSize
-	}
-	if c.HTTPTimeout == 0 {
-		c.HTTPTimeout = DefaultHTTPTimeout
-	}
-	if c.MaxResponseBytes == 0 {
-		c.MaxResponseBytes = DefaultMaxResponseBytes
-	}
+	c.AudienceClaim = cmp.Or(c.AudienceClaim, "aud")
+	c.ClientAuth = cmp.Or(c.ClientAuth, ClientSecretBasic)
+	c.CacheTTL = cmp.Or(c.CacheTTL, DefaultIntrospectionCacheTTL)
+	c.CacheSize = cmp.Or(c.CacheSize, DefaultCacheSize)
+	c.HTTPTimeout = cmp.Or(c.HTTPTimeout, DefaultHTTPTimeout)
+	c.MaxResponseBytes = cmp.Or(c.MaxResponseBytes, DefaultMaxResponseBytes)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
